@@ -4,19 +4,19 @@
 
 # %% auto #0
 __all__ = ['QUANT_BITS', 'PACK_BITS', 'FLOAT_DTYPES', 'check_choice', 'check_int', 'check_tensor', 'check_float_dtype',
-           'kernels_dir', 'kernel_path', 'cuda_available']
+           'kernels_dir', 'kernel_path', 'atomic_write', 'cuda_available']
 
-# %% ../nbs/00_core.ipynb #5ab328f3
+# %% ../nbs/00_core.ipynb #95f104c0
 import math
 from pathlib import Path
 import torch
 from torch import Tensor
 
-# %% ../nbs/00_core.ipynb #4867272e
+# %% ../nbs/00_core.ipynb #ccc55d83
 QUANT_BITS = (8, 6, 5, 4, 3, 2, 1)  # bit widths the quantizer supports (hqq's, without 1.58)
 PACK_BITS = (8, 4, 3, 2, 1)         # bit widths with a packed layout of their own
 
-# %% ../nbs/00_core.ipynb #e80fcd0c
+# %% ../nbs/00_core.ipynb #d4f13895
 def check_choice(
     value,        # the value the caller passed
     name:str,     # the argument's name, for the message
@@ -27,7 +27,7 @@ def check_choice(
         raise ValueError(f"{name}={value!r} is not supported; allowed: {', '.join(map(repr, allowed))}")
     return value
 
-# %% ../nbs/00_core.ipynb #cd9770a3
+# %% ../nbs/00_core.ipynb #0ad561fa
 def check_int(
     value,          # the value the caller passed
     name:str,       # the argument's name, for the message
@@ -40,7 +40,7 @@ def check_int(
     if value < min_value: raise ValueError(f"{name}={value} is too small; it must be >= {min_value}")
     return value
 
-# %% ../nbs/00_core.ipynb #20160341
+# %% ../nbs/00_core.ipynb #91528850
 def check_tensor(
     x,                     # the value the caller passed
     name:str,              # the argument's name, for the message
@@ -62,7 +62,7 @@ def check_tensor(
         raise ValueError(f"{name} contains NaN or Inf values; quantize finite weights only")
     return x
 
-# %% ../nbs/00_core.ipynb #6aa2d25f
+# %% ../nbs/00_core.ipynb #c03c6a4f
 FLOAT_DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'fp16': torch.float16, 'float16': torch.float16,
                 'half': torch.float16, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16}
 
@@ -76,7 +76,7 @@ def check_float_dtype(
     raise ValueError(f"{name}={dtype!r} is not supported; allowed: torch.float32, torch.float16, torch.bfloat16 "
                      f"or one of {', '.join(FLOAT_DTYPES)}")
 
-# %% ../nbs/00_core.ipynb #b5a20eb9
+# %% ../nbs/00_core.ipynb #b5ff6fa3
 def kernels_dir()->Path:
     "Folder holding the `.cu` sources: `qdora_lab/kernels` in a wheel, `kernels/` beside the package in a checkout."
     import qdora_lab
@@ -96,7 +96,27 @@ def kernel_path(
         raise FileNotFoundError(f"no CUDA source {fn.name!r}; available: {have}")
     return fn
 
-# %% ../nbs/00_core.ipynb #53c6ff41
+# %% ../nbs/00_core.ipynb #5818b6cc
+import os, tempfile
+from contextlib import contextmanager
+
+@contextmanager
+def atomic_write(
+    path, # final file path; its folder is created if missing
+):
+    "Yield a temporary path beside `path`; on success rename it to `path`, on error delete it."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp): os.unlink(tmp)
+        raise
+
+# %% ../nbs/00_core.ipynb #79f98dba
 def cuda_available()->bool:
     "True when torch sees a CUDA device."
     return torch.cuda.is_available()
