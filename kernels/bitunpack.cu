@@ -13,30 +13,24 @@
 // Grid/block: one thread per packed word; a 1-D grid over (packed rows x C), block of 256 threads.
 // Reads are coalesced along C; each thread writes P codes, one per output row chunk (also coalesced
 // along C). Memory-traffic bound: bytes(in) + bytes(out); the kernel does no arithmetic to speak of.
-#include <cstdint>
+#include "hqq_layout.cuh"  // no standard headers: compiles under nvcc and NVRTC alike
 
-template <int NBITS, typename Word, typename Out>
-__device__ __forceinline__ void unpack_word(const Word w, Out* out, long long i, long long chunk) {
-    constexpr int TOTAL = sizeof(Word) == 4 ? 30 : 8;     // used bits per word (3-bit: 10 codes in 30 bits)
-    constexpr int PER = TOTAL / NBITS;                    // codes per word
-    constexpr unsigned MASK = (1u << NBITS) - 1u;
+template <int NBITS>
+__device__ __forceinline__ void unpack_word(const typename QlPack<NBITS>::Word w, ql_u8* out, ql_i64 i, ql_i64 chunk) {
 #pragma unroll
-    for (int k = 0; k < PER; ++k) {
-        const int shift = TOTAL - NBITS * (k + 1);
-        out[k * chunk + i] = static_cast<Out>((static_cast<unsigned>(w) >> shift) & MASK);
-    }
+    for (int k = 0; k < QlPack<NBITS>::P; ++k) out[k * chunk + i] = static_cast<ql_u8>(ql_code<NBITS>(w, k));
 }
 
 // One extern "C" entry per packing, so CuPy's RawModule finds each by a plain name.
 #define QL_UNPACK_ENTRY(NAME, NBITS, WORD)                                                        \
-    extern "C" __global__ void NAME(const WORD* __restrict__ in, uint8_t* __restrict__ out,       \
-                                    long long n_words) {                                          \
-        const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;        \
-        if (i < n_words) unpack_word<NBITS, WORD, uint8_t>(in[i], out, i, n_words);               \
+    extern "C" __global__ void NAME(const WORD* __restrict__ in, ql_u8* __restrict__ out,         \
+                                    ql_i64 n_words) {                                             \
+        const ql_i64 i = static_cast<ql_i64>(blockIdx.x) * blockDim.x + threadIdx.x;              \
+        if (i < n_words) unpack_word<NBITS>(in[i], out, i, n_words);                              \
     }
 
-QL_UNPACK_ENTRY(bitunpack_8bit_u8, 8, uint8_t)
-QL_UNPACK_ENTRY(bitunpack_4bit_u8, 4, uint8_t)
-QL_UNPACK_ENTRY(bitunpack_2bit_u8, 2, uint8_t)
-QL_UNPACK_ENTRY(bitunpack_1bit_u8, 1, uint8_t)
-QL_UNPACK_ENTRY(bitunpack_3bit_32, 3, int32_t)
+QL_UNPACK_ENTRY(bitunpack_8bit_u8, 8, ql_u8)
+QL_UNPACK_ENTRY(bitunpack_4bit_u8, 4, ql_u8)
+QL_UNPACK_ENTRY(bitunpack_2bit_u8, 2, ql_u8)
+QL_UNPACK_ENTRY(bitunpack_1bit_u8, 1, ql_u8)
+QL_UNPACK_ENTRY(bitunpack_3bit_32, 3, int)
