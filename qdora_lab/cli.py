@@ -7,7 +7,7 @@ __all__ = ['COMMANDS', 'CLIError', 'pick_device', 'seed_everything', 'write_json
            'perplexity', 'finetune_model', 'make_tiny_causal_lm', 'require', 'quantize', 'finetune', 'evaluate',
            'merge', 'export', 'bench', 'demo', 'usage', 'main']
 
-# %% ../nbs/13_cli.ipynb #327ac855
+# %% ../nbs/13_cli.ipynb #3f701158
 import copy, json, math, os, re, sys, time
 from pathlib import Path
 import torch
@@ -21,7 +21,7 @@ from .model import (QuantConfig, DoRAConfig, quantize_model, add_dora, trainable
                              dequantize_model, tinygemm_model)
 from .linear import QLinear
 
-# %% ../nbs/13_cli.ipynb #d427dc17
+# %% ../nbs/13_cli.ipynb #5a0bad7e
 class CLIError(Exception):
     "A user error the CLI reports as one line and a non-zero exit."
 
@@ -59,17 +59,17 @@ def table(
     from tabulate import tabulate
     return tabulate(rows, headers='keys', tablefmt='github', floatfmt=floatfmt)
 
-# %% ../nbs/13_cli.ipynb #6a997cd7
+# %% ../nbs/13_cli.ipynb #136919e1
 def _linear_mb(model):
     return sum(model_bytes(m) for m in model.modules() if isinstance(m, (nn.Linear, QLinear))) / 2**20
 
 def run_demo(
-    steps:int=60,          # distillation steps per bit width
+    steps:int=40,          # distillation steps per bit width
     bits:tuple=(4, 3, 2),  # bit widths to quantize to
     group_size:int=64,     # quantization group size
     r:int=8,               # DoRA rank
-    lr:float=3e-3,         # AdamW learning rate
-    batch_size:int=32,     # sentences per step
+    lr:float=5e-3,         # AdamW learning rate
+    batch_size:int=24,     # sentences per step
     n_heldout:int=128,     # held-out sentences for fidelity
     n_train:int=512,       # training sentences used
     out_dir='qdora_demo',  # where adapters, JSON and the loss plot go
@@ -122,7 +122,7 @@ def run_demo(
     write_json(res, out/'demo.json')
     return res
 
-# %% ../nbs/13_cli.ipynb #f0951420
+# %% ../nbs/13_cli.ipynb #b1d0e2a3
 import shutil, tempfile
 from contextlib import contextmanager
 
@@ -141,7 +141,7 @@ def staged_dir(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-# %% ../nbs/13_cli.ipynb #bc0fecff
+# %% ../nbs/13_cli.ipynb #e51745d2
 def _sentences(text):
     s = [x.strip() for x in re.split(r'(?<=[.!?])\s+|\n+', text) if len(x.strip()) > 3]
     if len(s) < 4: raise CLIError(f"the data has {len(s)} usable sentences; an encoder needs at least 4")
@@ -206,7 +206,7 @@ def finetune_model(
                    last_loss=losses[-1] if losses else None)
     return m, tok, metrics, losses
 
-# %% ../nbs/13_cli.ipynb #1648ffcb
+# %% ../nbs/13_cli.ipynb #e60610bd
 def make_tiny_causal_lm(
     path,           # folder to write the model and tokenizer into
     text:str,       # text whose words form the vocabulary
@@ -226,7 +226,7 @@ def make_tiny_causal_lm(
     LlamaForCausalLM(cfg).save_pretrained(path); tok.save_pretrained(path)
     return Path(path)
 
-# %% ../nbs/13_cli.ipynb #ef5cd045
+# %% ../nbs/13_cli.ipynb #63d2fe1f
 def require(**opts):
     "Raise `CLIError` naming the first option in `opts` that was not given."
     for k, v in opts.items():
@@ -405,7 +405,7 @@ def bench(
 
 @call_parse
 def demo(
-    steps:int=60,          # distillation steps per bit width
+    steps:int=40,          # distillation steps per bit width
     bits:str='4,3,2',      # bit widths, comma separated
     out:str='qdora_demo',  # output folder
     n_train:int=512,       # training sentences
@@ -422,7 +422,7 @@ def demo(
     print(f"device {res['device']}, {res['seconds']} s; results in {out}/demo.json, loss curves in {out}/loss.png")
     return res
 
-# %% ../nbs/13_cli.ipynb #88305afb
+# %% ../nbs/13_cli.ipynb #cf36ed4a
 COMMANDS = dict(quantize=quantize, finetune=finetune, eval=evaluate, merge=merge, export=export, bench=bench, demo=demo)
 
 def usage()->str:
