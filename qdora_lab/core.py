@@ -4,19 +4,19 @@
 
 # %% auto #0
 __all__ = ['QUANT_BITS', 'PACK_BITS', 'FLOAT_DTYPES', 'check_choice', 'check_int', 'check_tensor', 'check_float_dtype',
-           'kernels_dir', 'kernel_path', 'atomic_write', 'cuda_available']
+           'kernels_dir', 'kernel_path', 'atomic_write', 'save_safetensors', 'read_safetensors', 'cuda_available']
 
-# %% ../nbs/00_core.ipynb #95f104c0
+# %% ../nbs/00_core.ipynb #d3f9228b
 import math
 from pathlib import Path
 import torch
 from torch import Tensor
 
-# %% ../nbs/00_core.ipynb #ccc55d83
+# %% ../nbs/00_core.ipynb #c421d218
 QUANT_BITS = (8, 6, 5, 4, 3, 2, 1)  # bit widths the quantizer supports (hqq's, without 1.58)
 PACK_BITS = (8, 4, 3, 2, 1)         # bit widths with a packed layout of their own
 
-# %% ../nbs/00_core.ipynb #d4f13895
+# %% ../nbs/00_core.ipynb #d0bfa3df
 def check_choice(
     value,        # the value the caller passed
     name:str,     # the argument's name, for the message
@@ -27,7 +27,7 @@ def check_choice(
         raise ValueError(f"{name}={value!r} is not supported; allowed: {', '.join(map(repr, allowed))}")
     return value
 
-# %% ../nbs/00_core.ipynb #0ad561fa
+# %% ../nbs/00_core.ipynb #b9af5f9e
 def check_int(
     value,          # the value the caller passed
     name:str,       # the argument's name, for the message
@@ -40,7 +40,7 @@ def check_int(
     if value < min_value: raise ValueError(f"{name}={value} is too small; it must be >= {min_value}")
     return value
 
-# %% ../nbs/00_core.ipynb #91528850
+# %% ../nbs/00_core.ipynb #4c9ac348
 def check_tensor(
     x,                     # the value the caller passed
     name:str,              # the argument's name, for the message
@@ -62,7 +62,7 @@ def check_tensor(
         raise ValueError(f"{name} contains NaN or Inf values; quantize finite weights only")
     return x
 
-# %% ../nbs/00_core.ipynb #c03c6a4f
+# %% ../nbs/00_core.ipynb #673a7628
 FLOAT_DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'fp16': torch.float16, 'float16': torch.float16,
                 'half': torch.float16, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16}
 
@@ -76,7 +76,7 @@ def check_float_dtype(
     raise ValueError(f"{name}={dtype!r} is not supported; allowed: torch.float32, torch.float16, torch.bfloat16 "
                      f"or one of {', '.join(FLOAT_DTYPES)}")
 
-# %% ../nbs/00_core.ipynb #b5ff6fa3
+# %% ../nbs/00_core.ipynb #7a68d370
 def kernels_dir()->Path:
     "Folder holding the `.cu` sources: `qdora_lab/kernels` in a wheel, `kernels/` beside the package in a checkout."
     import qdora_lab
@@ -96,7 +96,7 @@ def kernel_path(
         raise FileNotFoundError(f"no CUDA source {fn.name!r}; available: {have}")
     return fn
 
-# %% ../nbs/00_core.ipynb #5818b6cc
+# %% ../nbs/00_core.ipynb #355e6d24
 import os, tempfile
 from contextlib import contextmanager
 
@@ -116,7 +116,34 @@ def atomic_write(
         if os.path.exists(tmp): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #79f98dba
+# %% ../nbs/00_core.ipynb #b2c3ea2c
+def save_safetensors(
+    path,           # file to write
+    tensors:dict,   # name -> tensor (moved to CPU and made contiguous)
+    metadata:dict,  # str -> str, stored in the file's header
+)->Path:
+    "Write `tensors` and `metadata` to the safetensors file `path`, atomically."
+    from safetensors.torch import save_file
+    sd = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    with atomic_write(path) as tmp: save_file(sd, str(tmp), metadata=metadata)
+    return Path(path)
+
+def read_safetensors(
+    path,          # file to read
+    what:str,      # what the file should be, for messages, e.g. 'QLinear'
+    device='cpu',  # device to load the tensors onto
+)->tuple:
+    "Return `(tensors, metadata)` of the safetensors file `path`, with clear errors for missing or unreadable files."
+    from safetensors import safe_open
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"no {what} file at {path} (no such file)")
+    try:
+        with safe_open(str(path), framework='pt', device=str(device)) as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e}); expected a {what} file") from None
+
+# %% ../nbs/00_core.ipynb #fe931bd5
 def cuda_available()->bool:
     "True when torch sees a CUDA device."
     return torch.cuda.is_available()

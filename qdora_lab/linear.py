@@ -5,18 +5,18 @@
 # %% auto #0
 __all__ = ['QLINEAR_FORMAT', 'encode_meta', 'decode_meta', 'check_quantized', 'QLinear', 'QMatmul']
 
-# %% ../nbs/05_linear.ipynb #457a6793
+# %% ../nbs/05_linear.ipynb #a88ae5e7
 import json
 from pathlib import Path
 import torch
 from torch import nn, Tensor
-from .core import QUANT_BITS, check_choice, check_int, check_tensor, check_float_dtype
+from .core import QUANT_BITS, check_choice, check_int, check_tensor, check_float_dtype, save_safetensors, read_safetensors
 from . import quant, metaquant
 from .bitpack import packed_rows
 from .quant import PACKING, PACKING_NBITS, UNPACK_VIEW_DTYPE
 from fastcore.basics import patch
 
-# %% ../nbs/05_linear.ipynb #b2b04977
+# %% ../nbs/05_linear.ipynb #3b04c904
 def encode_meta(
     meta:dict,     # quantization meta from `qdora_lab.quant.quantize` (possibly meta-quantized)
     prefix:str='', # prefix for the tensor names of a nested dict
@@ -62,7 +62,7 @@ def decode_meta(
         else: raise ValueError(f"meta description of {k!r} has unknown kind {kind!r}")
     return meta
 
-# %% ../nbs/05_linear.ipynb #a72a657f
+# %% ../nbs/05_linear.ipynb #e2b76f1c
 _META_KEYS = ('nbits', 'group_size', 'shape', 'axis', 'packing')
 
 def _iter_tensors(meta, prefix=''):
@@ -117,7 +117,7 @@ def check_quantized(
                              f"(one per group of {g} along axis={axis})")
     return W_q, meta
 
-# %% ../nbs/05_linear.ipynb #8a459320
+# %% ../nbs/05_linear.ipynb #6e893572
 class QLinear(nn.Module):
     "A frozen linear layer holding bit-packed codes and (optionally quantized) meta; dequantizes on the fly."
     def __init__(self,
@@ -163,7 +163,7 @@ class QLinear(nn.Module):
         "True when the scales/zeros are themselves quantized."
         return _is_meta_quantized(decode_meta(self._meta_desc, {n: None for n in self._meta_names}))
 
-# %% ../nbs/05_linear.ipynb #116e7558
+# %% ../nbs/05_linear.ipynb #a522d009
 @patch(cls_method=True)
 def from_quantized(cls:QLinear,
     W_q:Tensor,            # packed codes from `qdora_lab.quant.quantize`
@@ -200,7 +200,7 @@ def from_linear(cls:QLinear,
         meta = metaquant.quantize_meta(meta, **({} if meta_quant is True else meta_quant))
     return cls(W_q, meta, linear.bias, offload_meta=offload_meta)
 
-# %% ../nbs/05_linear.ipynb #40849530
+# %% ../nbs/05_linear.ipynb #fae35925
 _DEQ_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # dtypes qdora_lab.quant dequantizes to
 
 def _deq_dtype(dtype):
@@ -252,7 +252,7 @@ def scale_zero(self:QLinear)->tuple:
             (self.out_features // self.group_size, self.in_features)
     return m['scale'].reshape(shape), m['zero'].reshape(shape)
 
-# %% ../nbs/05_linear.ipynb #d59992e3
+# %% ../nbs/05_linear.ipynb #9e72bfab
 def _check_last_dim(t, name, n, what):
     "Check `t` is a float tensor whose last dimension is `n` (the layer's `what`)."
     check_tensor(t, name, allow_empty=True)
@@ -296,7 +296,7 @@ def forward(self:QLinear,
     out = QMatmul.apply(x.to(self.compute_dtype), self)
     return out if self.bias is None else out + self.bias
 
-# %% ../nbs/05_linear.ipynb #790342cf
+# %% ../nbs/05_linear.ipynb #5544fb86
 def _set_desc_dtype(desc, dtype):
     "Record `dtype` as the compute dtype in a meta description (nested ones too)."
     if 'compute_dtype' in desc: desc['compute_dtype'] = {'dtype': str(dtype).removeprefix('torch.')}
@@ -322,7 +322,7 @@ def _apply(self:QLinear, fn, recurse=True):
     _set_desc_dtype(self._meta_desc, self.compute_dtype)
     return self
 
-# %% ../nbs/05_linear.ipynb #4731096a
+# %% ../nbs/05_linear.ipynb #de64ea85
 QLINEAR_FORMAT = 'qdora_lab.QLinear' # format tag in QLinear configs and files
 _COMPAT = ('format', 'in_features', 'out_features', 'nbits', 'group_size', 'axis', 'bias', 'tensors')
 
@@ -369,16 +369,14 @@ def _load_from_state_dict(self:QLinear, state_dict, prefix, local_metadata, stri
             raise ValueError(f"{prefix}{n} is {t.dtype} {tuple(t.shape)}; expected {b.dtype} {tuple(b.shape)} for {self!r}")
     super(QLinear, self)._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
-# %% ../nbs/05_linear.ipynb #b4e37468
+# %% ../nbs/05_linear.ipynb #cfe18a1c
 @patch
 def save(self:QLinear,
     path, # file to write (conventionally *.safetensors)
 ):
     "Write the layer to `path` as safetensors, its config as JSON in the metadata."
-    from safetensors.torch import save_file
-    sd = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k != '_extra_state'}
-    save_file(sd, str(path), metadata={'format': QLINEAR_FORMAT, 'config': json.dumps(self.config(), sort_keys=True)})
-    return Path(path)
+    sd = {k: v for k, v in self.state_dict().items() if k != '_extra_state'}
+    return save_safetensors(path, sd, {'format': QLINEAR_FORMAT, 'config': json.dumps(self.config(), sort_keys=True)})
 
 @patch(cls_method=True)
 def load(cls:QLinear,
@@ -386,14 +384,8 @@ def load(cls:QLinear,
     device='cpu', # device to load the tensors onto
 )->QLinear:
     "Read a `QLinear` written by `save`, checking the file against its own config."
-    from safetensors import safe_open, SafetensorError
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"no QLinear file at {path}")
-    try:
-        with safe_open(str(path), framework='pt', device=str(device)) as f:
-            md, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
-    except SafetensorError as e:
-        raise ValueError(f"{path} is not a readable safetensors file ({e}); expected a file written by QLinear.save") from e
+    tensors, md = read_safetensors(path, 'QLinear', device)
     if md.get('format') != QLINEAR_FORMAT or 'config' not in md:
         raise ValueError(f"{path} has no QLinear config in its metadata (format={md.get('format')!r}); "
                          f"expected a file written by QLinear.save")
@@ -407,7 +399,7 @@ def load(cls:QLinear,
         raise ValueError(f"{path} config does not match the layer it describes: {cfg} vs {ql.config()}")
     return ql
 
-# %% ../nbs/05_linear.ipynb #8ffab503
+# %% ../nbs/05_linear.ipynb #9bd47957
 _HQQ_KEYS = ('nbits', 'group_size', 'shape', 'axis', 'packing', 'unpack_view_dtype', 'view_as_float',
              'scale', 'zero', 'quant_scale', 'quant_zero', 'scale_q', 'zero_q', 'meta_scale', 'meta_zero')
 
@@ -453,7 +445,7 @@ def to_hqq(self:QLinear):
     h.load_state_dict(state)  # hqq's own loader places W_q, meta and bias on `device`
     return h
 
-# %% ../nbs/05_linear.ipynb #b6a4c433
+# %% ../nbs/05_linear.ipynb #d99019ed
 @patch
 def nbytes(self:QLinear)->int:
     "Bytes held by the layer's codes, meta and bias."

@@ -6,20 +6,20 @@
 __all__ = ['HQQ_ZERO_PARAMS', 'HQQ_SCALE_PARAMS', 'LOWBIT_META_PARAMS', 'META_PARAM_KEYS', 'QUANTIZED_FORMAT', 'cast_meta',
            'quantize_meta', 'dequantize_meta', 'bits_per_weight', 'save_quantized', 'load_quantized']
 
-# %% ../nbs/03_metaquant.ipynb #10ced872
+# %% ../nbs/03_metaquant.ipynb #1d195449
 from pathlib import Path
 import torch
 from torch import Tensor
-from .core import QUANT_BITS, check_choice, check_int, check_tensor, check_float_dtype
+from .core import QUANT_BITS, check_choice, check_int, check_tensor, check_float_dtype, save_safetensors, read_safetensors
 from .quant import quantize, dequantize
 
-# %% ../nbs/03_metaquant.ipynb #55034726
+# %% ../nbs/03_metaquant.ipynb #8e6b0db1
 HQQ_ZERO_PARAMS = dict(nbits=8, channel_wise=False, group_size=None, optimize=False, axis=0)  # hqq's quant_zero
 HQQ_SCALE_PARAMS = dict(nbits=8, channel_wise=True, group_size=128, optimize=False, axis=0)  # hqq's quant_scale
 LOWBIT_META_PARAMS = dict(nbits=4, channel_wise=True, group_size=64, optimize=False, axis=0)  # 4-bit meta
 META_PARAM_KEYS = ('nbits', 'group_size', 'axis', 'channel_wise', 'optimize', 'round_zero')
 
-# %% ../nbs/03_metaquant.ipynb #31e5a108
+# %% ../nbs/03_metaquant.ipynb #e08098d3
 def _check_params(
     params:dict,  # meta-quantization parameters, keys from `META_PARAM_KEYS`
     name:str,     # the argument's name, for the message
@@ -34,7 +34,7 @@ def _check_params(
     if p['group_size'] is not None: check_int(p['group_size'], f"{name}['group_size']")
     return p
 
-# %% ../nbs/03_metaquant.ipynb #7da6830d
+# %% ../nbs/03_metaquant.ipynb #86c36d24
 def cast_meta(
     meta:dict,                   # a weight's meta (plain, meta-quantized or offloaded)
     dtype:torch.dtype|str=None,  # target float dtype; None: meta['compute_dtype']
@@ -45,7 +45,7 @@ def cast_meta(
     return {k: cast_meta(v, dtype) if isinstance(v, dict) else
                v.to(dtype) if isinstance(v, Tensor) and v.is_floating_point() else v for k, v in meta.items()}
 
-# %% ../nbs/03_metaquant.ipynb #16a724ac
+# %% ../nbs/03_metaquant.ipynb #c89b76c6
 def _quantize_vector(
     v:Tensor,            # a zero or scale tensor from a weight's meta
     p:dict,              # checked parameters from `_check_params`
@@ -74,7 +74,7 @@ def quantize_meta(
     if offload_meta: out = _stack_zero_scale(out, dtype)
     return out
 
-# %% ../nbs/03_metaquant.ipynb #818f93d6
+# %% ../nbs/03_metaquant.ipynb #12df6eec
 def _stack_zero_scale(
     meta:dict,          # a meta from `quantize_meta`
     dtype:torch.dtype,  # compute dtype for float zero/scale
@@ -91,7 +91,7 @@ def _stack_zero_scale(
     meta['zero_scale'] = zs if meta['quant_zero'] else zs.to(dtype)
     return meta
 
-# %% ../nbs/03_metaquant.ipynb #7bb36f7b
+# %% ../nbs/03_metaquant.ipynb #5cb01d0c
 def dequantize_meta(
     meta:dict,  # a meta from `quantize_meta` (or an ordinary one, returned as a copy)
 )->dict:        # an ordinary meta with float `zero` and `scale`
@@ -109,7 +109,7 @@ def dequantize_meta(
         out[key] = dequantize(out.pop(f'{key}_q'), out.pop(f'meta_{key}'))
     return out
 
-# %% ../nbs/03_metaquant.ipynb #29457912
+# %% ../nbs/03_metaquant.ipynb #8459f3eb
 def _tensor_bits(meta:dict)->int:
     "Bits stored in the tensors of `meta`, recursing into nested dicts."
     return sum(_tensor_bits(v) if isinstance(v, dict) else v.numel() * v.element_size() * 8
@@ -127,7 +127,7 @@ def bits_per_weight(
     bits = _tensor_bits(meta) + (0 if W_q is None else check_tensor(W_q, 'W_q').numel() * W_q.element_size() * 8)
     return bits / n
 
-# %% ../nbs/03_metaquant.ipynb #6d6c9b02
+# %% ../nbs/03_metaquant.ipynb #403648fb
 QUANTIZED_FORMAT = 'qdora_lab.quantized/1'  # value of the '__qdora_lab__' metadata entry
 
 def _encode(value, key:str)->str:
@@ -155,7 +155,7 @@ def _decode(s:str, key:str):
     if kind == 'dtype' and isinstance(getattr(torch, v, None), torch.dtype): return getattr(torch, v)
     raise ValueError(f"metadata entry {key!r}={s!r} is not a value save_quantized writes")
 
-# %% ../nbs/03_metaquant.ipynb #a2aa3d90
+# %% ../nbs/03_metaquant.ipynb #88447972
 def _flatten(meta:dict, prefix:str, tensors:dict, strings:dict):
     "Split `meta` into dotted-key tensors and encoded strings."
     for k, v in meta.items():
@@ -171,16 +171,15 @@ def save_quantized(
     meta:dict,      # its meta (plain, meta-quantized or offloaded)
 ):
     "Save `W_q` and `meta` to one safetensors file, without pickle."
-    from safetensors.torch import save_file
     check_tensor(W_q, 'W_q')
     if not isinstance(meta, dict) or 'shape' not in meta or 'nbits' not in meta:
         raise ValueError("meta must be a quantized weight's meta dict with 'shape' and 'nbits' entries")
     if 'W_q' in meta: raise ValueError("meta must not contain a 'W_q' key: the codes are passed as W_q")
     tensors, strings = {'W_q': W_q.detach().contiguous().cpu()}, {'__qdora_lab__': QUANTIZED_FORMAT}
     _flatten(meta, '', tensors, strings)
-    save_file(tensors, str(path), metadata=strings)
+    return save_safetensors(path, tensors, strings)
 
-# %% ../nbs/03_metaquant.ipynb #9e282c66
+# %% ../nbs/03_metaquant.ipynb #1ab3ad22
 def _unflatten(flat:dict)->dict:
     "Rebuild nested dicts from dotted keys."
     out = {}
@@ -195,14 +194,8 @@ def load_quantized(
     path,  # a file written by `save_quantized`
 )->tuple:  # (W_q, meta)
     "Load a quantized weight and its meta saved by `save_quantized`."
-    from safetensors import safe_open
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"path={str(path)!r}: no such file")
-    try:
-        with safe_open(str(path), framework='pt') as f:
-            strings, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise ValueError(f"path={str(path)!r} is not a readable safetensors file ({e})") from None
+    tensors, strings = read_safetensors(path, 'save_quantized')
     if strings.get('__qdora_lab__') != QUANTIZED_FORMAT or 'W_q' not in tensors:
         raise ValueError(f"path={str(path)!r} was not written by save_quantized (metadata '__qdora_lab__' is "
                          f"{strings.get('__qdora_lab__')!r}, expected {QUANTIZED_FORMAT!r})")

@@ -14,7 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 import torch
 from torch import nn, Tensor
-from .core import check_choice, check_int, check_tensor, check_float_dtype, atomic_write
+from .core import check_choice, check_int, check_tensor, check_float_dtype, save_safetensors, read_safetensors
 from .bitpack import pack, unpack
 from . import quant
 from .linear import QMatmul, _check_last_dim
@@ -278,11 +278,7 @@ def save(self:MixedBitLinear,
     path, # file to write (conventionally *.safetensors)
 )->Path:
     "Write the layer to `path` as safetensors, its config as JSON in the metadata."
-    from safetensors.torch import save_file
-    sd = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-    with atomic_write(path) as tmp:
-        save_file(sd, str(tmp), metadata={'format': MIXEDBIT_FORMAT, 'config': json.dumps(self.config(), sort_keys=True)})
-    return Path(path)
+    return save_safetensors(path, self.state_dict(), {'format': MIXEDBIT_FORMAT, 'config': json.dumps(self.config(), sort_keys=True)})
 
 @patch(cls_method=True)
 def load(cls:MixedBitLinear,
@@ -290,14 +286,8 @@ def load(cls:MixedBitLinear,
     device='cpu', # device to load the tensors onto
 )->MixedBitLinear:
     "Read a `MixedBitLinear` written by `save`, checking the file against its own config."
-    from safetensors import safe_open, SafetensorError
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"no MixedBitLinear file at {path}")
-    try:
-        with safe_open(str(path), framework='pt', device=str(device)) as f:
-            md, sd = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
-    except SafetensorError as e:
-        raise ValueError(f"{path} is not a readable safetensors file ({e}); expected a file written by MixedBitLinear.save") from e
+    sd, md = read_safetensors(path, 'MixedBitLinear', device)
     if md.get('format') != MIXEDBIT_FORMAT or 'config' not in md:
         raise ValueError(f"{path} has no MixedBitLinear config in its metadata (format={md.get('format')!r})")
     cfg = json.loads(md['config'])

@@ -7,18 +7,18 @@ __all__ = ['name_matches', 'QuantConfig', 'model_bytes', 'quantize_model', 'DoRA
            'adapter_state', 'save_adapters', 'read_adapters', 'load_adapters', 'save_quantized_model',
            'load_quantized_model', 'merge_model', 'dequantize_model', 'tinygemm_model']
 
-# %% ../nbs/07_model.ipynb #55798ea2
+# %% ../nbs/07_model.ipynb #7bb698f8
 import json, re
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import torch
 from torch import nn, Tensor
-from .core import QUANT_BITS, check_choice, check_int, check_float_dtype, atomic_write
+from .core import QUANT_BITS, check_choice, check_int, check_float_dtype, save_safetensors, read_safetensors
 from .linear import QLinear
 from .dora import QDoRALinear
 from .tinygemm import TinyGemmLinear
 
-# %% ../nbs/07_model.ipynb #3d258029
+# %% ../nbs/07_model.ipynb #60a2dcbe
 def name_matches(
     name:str,      # dotted module name, e.g. 'encoder.layer.0.attention.self.query'
     patterns,      # a pattern or list of patterns: exact name, last component, or regex
@@ -30,7 +30,7 @@ def name_matches(
     return any(p == name or p == last or re.fullmatch(p, name) or re.search(p, name) and not p.isidentifier()
                for p in patterns)
 
-# %% ../nbs/07_model.ipynb #aefe87aa
+# %% ../nbs/07_model.ipynb #3727c28a
 @dataclass
 class QuantConfig:
     "How to quantize each linear layer (see `QLinear.from_linear`)."
@@ -86,7 +86,7 @@ def quantize_model(
     after = model_bytes(model)
     return dict(layers=len(targets), bytes_before=before, bytes_after=after, config=asdict(config))
 
-# %% ../nbs/07_model.ipynb #b4c34620
+# %% ../nbs/07_model.ipynb #52760ca6
 @dataclass
 class DoRAConfig:
     "Which layers get DoRA adapters, and their shape."
@@ -131,7 +131,7 @@ def trainable_parameters(
     tot = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
     return f"trainable: {tr:,} of {tot:,} ({100 * tr / max(tot, 1):.3f}%)"
 
-# %% ../nbs/07_model.ipynb #2825630e
+# %% ../nbs/07_model.ipynb #a8478b16
 def adapter_state(
     model:nn.Module, # a model after `add_dora`
 )->dict:
@@ -145,26 +145,14 @@ def save_adapters(
     path,            # file to write, e.g. 'adapters.safetensors'
 )->Path:
     "Write the adapters of `model` and their config to the safetensors file `path`."
-    from safetensors.torch import save_file
-    sd = {n: t.contiguous().cpu() for n, t in adapter_state(model).items()}
     meta = {'format': 'qdora_lab.adapters', 'dora_config': json.dumps(getattr(model, 'dora_config', {}))}
-    path = Path(path)
-    with atomic_write(path) as tmp: save_file(sd, str(tmp), metadata=meta)
-    return path
+    return save_safetensors(path, adapter_state(model), meta)
 
 def read_adapters(
     path, # a file written by `save_adapters`
 )->tuple:
     "Return `(tensors, dora_config)` from an adapter file, with clear errors for wrong files."
-    from safetensors import safe_open
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"adapter file {str(path)!r} does not exist")
-    try:
-        with safe_open(str(path), framework='pt') as f:
-            meta = f.metadata() or {}
-            sd = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise ValueError(f"{str(path)!r} is not a readable safetensors file ({type(e).__name__}: {e})") from None
+    sd, meta = read_safetensors(path, 'qdora_lab adapter')
     if meta.get('format') != 'qdora_lab.adapters':
         raise ValueError(f"{str(path)!r} is not a qdora_lab adapter file (format={meta.get('format')!r})")
     return sd, json.loads(meta.get('dora_config') or '{}')
@@ -187,7 +175,7 @@ def load_adapters(
         for n, t in sd.items(): own[n].copy_(t)
     return model
 
-# %% ../nbs/07_model.ipynb #5607a9d3
+# %% ../nbs/07_model.ipynb #b81a840a
 def _qlinears(model): return [(n, m) for n, m in model.named_modules() if isinstance(m, QLinear)]
 
 def _layer_spec(m):
@@ -207,30 +195,18 @@ def save_quantized_model(
     path,            # file to write
 )->Path:
     "Write the whole quantized model (all tensors, plus how each layer was quantized) to `path`."
-    from safetensors.torch import save_file
     layers = {n: _layer_spec(m) for n, m in model.named_modules() if isinstance(m, (QLinear, TinyGemmLinear))}
     if not layers: raise ValueError("the model has no quantized layer; call quantize_model(model, ...) first")
-    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {'format': 'qdora_lab.model', 'layers': json.dumps(layers),
             'dora_config': json.dumps(getattr(model, 'dora_config', None))}
-    path = Path(path)
-    with atomic_write(path) as tmp: save_file(sd, str(tmp), metadata=meta)
-    return path
+    return save_safetensors(path, model.state_dict(), meta)
 
 def load_quantized_model(
     model:nn.Module, # the model's unquantized architecture (weights are overwritten)
     path,            # file written by `save_quantized_model`
 )->nn.Module:
     "Rebuild the quantized (and adapted) model saved in `path` on the architecture `model`; returns it."
-    from safetensors import safe_open
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    try:
-        with safe_open(str(path), framework='pt') as f:
-            meta = f.metadata() or {}
-            sd = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise ValueError(f"{str(path)!r} is not a readable safetensors file ({type(e).__name__}: {e})") from None
+    sd, meta = read_safetensors(path, 'qdora_lab model')
     if meta.get('format') != 'qdora_lab.model':
         raise ValueError(f"{str(path)!r} is not a qdora_lab model file (format={meta.get('format')!r})")
     layers = json.loads(meta['layers'])
@@ -252,7 +228,7 @@ def load_quantized_model(
     model.load_state_dict(sd)
     return model
 
-# %% ../nbs/07_model.ipynb #a365dcdd
+# %% ../nbs/07_model.ipynb #5a349257
 def merge_model(
     model:nn.Module,  # a model after `add_dora`
     dense:bool=False, # True: exact dense nn.Linear layers instead of re-quantized QLinear
@@ -273,7 +249,7 @@ def merge_model(
     if hasattr(model, 'dora_config'): del model.dora_config
     return model
 
-# %% ../nbs/07_model.ipynb #22e8f6d6
+# %% ../nbs/07_model.ipynb #66df437a
 def dequantize_model(
     model:nn.Module, # a model with QLinear layers (merge adapters first)
 )->nn.Module:
@@ -289,7 +265,7 @@ def dequantize_model(
         _set_child(model, name, lin.requires_grad_(False))
     return model
 
-# %% ../nbs/07_model.ipynb #8cef58ba
+# %% ../nbs/07_model.ipynb #5f7e8675
 def tinygemm_model(
     model:nn.Module, # a model with QLinear layers (merge adapters first)
     dtype=None,      # dtype the tinygemm layers compute in; None: each QLinear's compute dtype
