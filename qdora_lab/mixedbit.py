@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['WIDTHS', 'PLANES', 'MIXEDBIT_FORMAT', 'check_widths', 'pack_planes', 'unpack_planes', 'check_perm', 'perm_dtype',
            'layout_bits', 'MixedBitLinear', 'channel_importance', 'importance_perm', 'quantize_groups', 'group_errors',
-           'min_bpw', 'choose_bits', 'BitPlan', 'allocate_bits', 'mixed_from_groups']
+           'min_bpw', 'choose_bits', 'BitPlan', 'allocate_bits', 'mixed_from_groups', 'MixedBitConfig']
 
 # %% ../nbs/09_mixedbit.ipynb #be85cf4c
 import json, math
@@ -14,10 +14,10 @@ from fractions import Fraction
 from pathlib import Path
 import torch
 from torch import nn, Tensor
-from .core import check_choice, check_int, check_tensor, check_float_dtype, save_safetensors, read_safetensors
+from .core import check_choice, check_int, check_tensor, check_float_dtype
 from .bitpack import pack, unpack
 from . import quant
-from .linear import QMatmul, dequantized_matmul, dequantized_matmul_t, _check_last_dim
+from .layer import QuantizedLinear, register_quantizer, is_plain_linear, _expect_tensors
 from fastcore.basics import patch
 
 # %% ../nbs/09_mixedbit.ipynb #2d8b6a53
@@ -110,10 +110,10 @@ def layout_bits(
     return code + 32 * N * len(bits) + K * torch.iinfo(perm_dtype(K)).bits + 32 * len(WIDTHS)
 
 # %% ../nbs/09_mixedbit.ipynb #460943a5
-MIXEDBIT_FORMAT = 'qdora_lab.MixedBitLinear' # format tag in configs and files
-
-class MixedBitLinear(nn.Module):
+class MixedBitLinear(QuantizedLinear):
     "A frozen linear layer whose input-channel groups have their own bit widths; dequantizes on the fly."
+    format = 'qdora_lab.MixedBitLinear'
+
     def __init__(self,
         codes:Tensor,            # integer codes [out_features, in_features] in layout order
         bits,                    # width of each group of layout columns, length G (group_size = in_features / G)
@@ -124,7 +124,6 @@ class MixedBitLinear(nn.Module):
         scaled_zero:bool=False,  # False: W = (q - zero) * scale (hqq); True: W = q * scale - zero (GPTQ/bitorch)
         compute_dtype=None,      # dtype of forward and dequantize; None: float32
     ):
-        super().__init__()
         check_tensor(codes, 'codes', ndim=2)
         if codes.dtype.is_floating_point or codes.dtype == torch.bool: raise TypeError(f"codes has dtype {codes.dtype}; codes must be integers")
         N, K = codes.shape
@@ -142,13 +141,12 @@ class MixedBitLinear(nn.Module):
         over = [j for j in range(G) if top[j] >= 2**bits[j] or top[j] < 0]
         if over: raise ValueError(f"codes of group {over[0]} reach {top[over[0]]}, beyond its {bits[over[0]]}-bit range")
         if int(codes.min()) < 0: raise ValueError(f"codes has negative values (min {int(codes.min())})")
+        super().__init__(K, N, torch.float32 if compute_dtype is None else compute_dtype, bias)
         order = sorted(range(G), key=lambda j: -bits[j])                      # widest first, stable
         cols = torch.arange(K, device=codes.device).reshape(G, g)[order].reshape(-1)
         codes, perm, bits = codes[:, cols], perm[cols.to(perm.device)], [bits[j] for j in order]
         scale, zero = scale[:, order], zero[:, order]
-        self.out_features, self.in_features, self.group_size = N, K, g
-        self.scaled_zero = bool(scaled_zero)
-        self.compute_dtype = torch.float32 if compute_dtype is None else check_float_dtype(compute_dtype, 'compute_dtype')
+        self.group_size, self.scaled_zero = g, bool(scaled_zero)
         counts = [bits.count(b) for b in WIDTHS]
         self._planes, start = [], 0
         for b, n in zip(WIDTHS, counts):
@@ -161,11 +159,14 @@ class MixedBitLinear(nn.Module):
         self.register_buffer('zero', zero.detach().to(torch.float16).contiguous())
         self.register_buffer('perm', perm.to(perm_dtype(K)))
         self.register_buffer('counts', torch.tensor(counts, dtype=torch.int32, device=codes.device))
-        if bias is None: self.register_parameter('bias', None)
-        else:
-            check_tensor(bias, 'bias', ndim=1)
-            if bias.shape[0] != N: raise ValueError(f"bias has shape {tuple(bias.shape)}; expected ({N},) = (out_features,)")
-            self.bias = nn.Parameter(bias.detach().to(self.compute_dtype).clone(), requires_grad=False)
+        self.validate()
+
+    def config(self)->dict:
+        "The layer's JSON-able config: everything but the tensors' values."
+        return {'format': self.format, 'version': 1, 'in_features': self.in_features, 'out_features': self.out_features,
+                'group_size': self.group_size, 'groups_per_width': {str(b): n for b, n in zip(WIDTHS, self.counts.tolist())},
+                'scaled_zero': self.scaled_zero, 'bias': self.bias is not None,
+                'compute_dtype': str(self.compute_dtype).removeprefix('torch.')}
 
     @property
     def bits(self)->tuple:
@@ -209,13 +210,10 @@ def codes(self:MixedBitLinear)->Tensor:
     return self._unpermute(self._layout_codes())
 
 @patch
-def dequantize(self:MixedBitLinear,
-    dtype=None, # result dtype; None: the compute dtype
-)->Tensor:      # dense weight [out_features, in_features], original channel order
-    "Dense weight rebuilt from the codes (transient; never cached)."
-    dtype = self.compute_dtype if dtype is None else dtype
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype={dtype!r} is not supported; allowed: a floating point torch.dtype")
+def _dequantize(self:MixedBitLinear,
+    dtype, # result dtype
+)->Tensor: # dense weight [out_features, in_features], original channel order
+    "The PyTorch reference: unpack each width's block, apply scale and zero (float32, or float64), un-permute."
     wd = torch.float64 if dtype == torch.float64 else torch.float32
     q = self._layout_codes().to(wd)
     s = self.scale.to(wd).repeat_interleave(self.group_size, dim=1)
@@ -230,79 +228,32 @@ def channel_bits(self:MixedBitLinear)->Tensor:
     return torch.empty_like(per_col).index_copy_(0, self.perm.long(), per_col)
 
 @patch
-def matmul(self:MixedBitLinear,
-    x:Tensor, # input [..., in_features]
-)->Tensor:    # x @ W.T [..., out_features], in x's dtype, no bias
-    "`x @ W.T` without keeping W (`linear.dequantized_matmul`, as for `QLinear`)."
-    return dequantized_matmul(self, x)
-
-@patch
-def matmul_t(self:MixedBitLinear,
-    g:Tensor, # gradient w.r.t. the output [..., out_features]
-)->Tensor:    # g @ W [..., in_features]
-    "`g @ W`, the input gradient of `matmul` (`linear.dequantized_matmul_t`)."
-    return dequantized_matmul_t(self, g)
-
-@patch
-def forward(self:MixedBitLinear,
-    x:Tensor, # input [..., in_features], cast to the compute dtype
-)->Tensor:    # [..., out_features] in the compute dtype
-    "`x @ W.T + bias` in the compute dtype, differentiable w.r.t. `x` (the weight is recomputed in backward)."
-    _check_last_dim(x, 'x', self.in_features, 'in_features')
-    out = QMatmul.apply(x.to(self.compute_dtype), self)
-    return out if self.bias is None else out + self.bias
-
-@patch
-def _apply(self:MixedBitLinear, fn, recurse=True):
-    "`.to()`/`.half()`/`.cuda()`: move as usual, but keep scale and zero in fp16 and track the compute dtype."
-    dt = fn(torch.zeros((), dtype=self.compute_dtype)).dtype
-    super(MixedBitLinear, self)._apply(fn, recurse)
+def _move(self:MixedBitLinear, fn, recurse=True):
+    "`.to()`/`.half()`/`.cuda()`: move as usual, but keep scale and zero in fp16 (the stored format)."
+    nn.Module._apply(self, fn, recurse)
     for n in ('scale', 'zero'):
         if self._buffers[n].dtype != torch.float16: self._buffers[n] = self._buffers[n].to(torch.float16)
-    if dt.is_floating_point: self.compute_dtype = dt
-    return self
 
 # %% ../nbs/09_mixedbit.ipynb #d7fe4395
-@patch
-def config(self:MixedBitLinear)->dict:
-    "The layer's JSON-able config: everything but the tensors' values."
-    return {'format': MIXEDBIT_FORMAT, 'version': 1, 'in_features': self.in_features, 'out_features': self.out_features,
-            'group_size': self.group_size, 'groups_per_width': {str(b): n for b, n in zip(WIDTHS, self.counts.tolist())},
-            'scaled_zero': self.scaled_zero, 'bias': self.bias is not None,
-            'compute_dtype': str(self.compute_dtype).removeprefix('torch.')}
-
-@patch
-def save(self:MixedBitLinear,
-    path, # file to write (conventionally *.safetensors)
-)->Path:
-    "Write the layer to `path` as safetensors, its config as JSON in the metadata."
-    return save_safetensors(path, self.state_dict(), {'format': MIXEDBIT_FORMAT, 'config': json.dumps(self.config(), sort_keys=True)})
-
 @patch(cls_method=True)
-def load(cls:MixedBitLinear,
-    path,         # file written by `MixedBitLinear.save`
-    device='cpu', # device to load the tensors onto
+def from_config(cls:MixedBitLinear,
+    config:dict,  # a `MixedBitLinear.config()`
+    tensors:dict, # its state-dict tensors: the bit planes, scale, zero, perm, counts, bias
 )->MixedBitLinear:
-    "Read a `MixedBitLinear` written by `save`, checking the file against its own config."
-    path = Path(path)
-    sd, md = read_safetensors(path, 'MixedBitLinear', device)
-    if md.get('format') != MIXEDBIT_FORMAT or 'config' not in md:
-        raise ValueError(f"{path} has no MixedBitLinear config in its metadata (format={md.get('format')!r})")
-    cfg = json.loads(md['config'])
-    counts = [int(cfg['groups_per_width'].get(str(b), 0)) for b in WIDTHS]
+    "Rebuild a `MixedBitLinear` from its config and tensors; the rebuilt buffers must equal the given ones."
+    counts = [int(config['groups_per_width'].get(str(b), 0)) for b in WIDTHS]
     want = {f'q{b}_{i}' for b, n in zip(WIDTHS, counts) if n for i in range(len(PLANES[b]))}
-    want |= {'scale', 'zero', 'perm', 'counts'} | ({'bias'} if cfg['bias'] else set())
-    if set(sd) != want: raise ValueError(f"{path} holds tensors {sorted(sd)}; its config expects {sorted(want)}")
-    g, N = int(cfg['group_size']), int(cfg['out_features'])
-    blocks = [unpack_planes([sd[f'q{b}_{i}'] for i in range(len(PLANES[b]))], b).t() for b, n in zip(WIDTHS, counts) if n]
-    codes = torch.cat(blocks, dim=1)
+    _expect_tensors(config, tensors, want | {'scale', 'zero', 'perm', 'counts'} | ({'bias'} if config['bias'] else set()))
+    blocks = [unpack_planes([tensors[f'q{b}_{i}'] for i in range(len(PLANES[b]))], b).t() for b, n in zip(WIDTHS, counts) if n]
     bits = [b for b, n in zip(WIDTHS, counts) for _ in range(n)]
-    ml = cls(codes, bits, sd['scale'], sd['zero'], sd['perm'], sd.get('bias'), scaled_zero=cfg['scaled_zero'],
-             compute_dtype=cfg['compute_dtype'])
-    mine = ml.state_dict()
-    bad = [k for k in sd if mine[k].dtype != sd[k].dtype or not torch.equal(mine[k], sd[k])]
-    if bad or ml.config() != cfg: raise ValueError(f"{path} does not describe a valid MixedBitLinear (mismatch in {bad or 'config'})")
+    ml = cls(torch.cat(blocks, dim=1), bits, tensors['scale'], tensors['zero'], tensors['perm'], tensors.get('bias'),
+             scaled_zero=config['scaled_zero'], compute_dtype=config['compute_dtype'])
+    mine = ml._state_tensors()
+    bad = [k for k in tensors if mine[k].dtype != tensors[k].dtype or not torch.equal(mine[k], tensors[k])]
+    if bad or ml.config() != config: raise ValueError(f"the tensors do not describe a valid MixedBitLinear (mismatch in {bad or 'config'})")
     return ml
+
+MIXEDBIT_FORMAT = MixedBitLinear.format  # format tag in configs and files
 
 # %% ../nbs/09_mixedbit.ipynb #9b61e135
 def channel_importance(
@@ -494,6 +445,39 @@ def from_linear(cls:MixedBitLinear,
     plan, quants = _plan(W, target_bpw, calib_x, group_size, widths, optimize)
     cd = compute_dtype or (W.dtype if W.dtype in (torch.float16, torch.bfloat16) else torch.float32)
     return mixed_from_groups(quants, plan, linear.bias, cd)
+
+# %% ../nbs/09_mixedbit.ipynb #mbcfg_code
+@dataclass
+class MixedBitConfig:
+    "How to quantize a linear layer into a `MixedBitLinear`: a bits-per-weight budget and the allocation's options."
+    target_bpw:float=3.0     # budget in bits per weight, all metadata counted
+    group_size:int=128       # input channels per group (a multiple of 8 dividing in_features)
+    widths:tuple=WIDTHS      # candidate widths, a subset of `WIDTHS`
+    optimize:bool=True       # HQQ optimizer for every width's scale/zero
+    compute_dtype:str|None=None # 'fp32', 'fp16', 'bf16'; None: the weight's dtype
+
+    def __post_init__(self):
+        self.target_bpw = float(_check_target(self.target_bpw))
+        self.group_size = check_int(self.group_size, 'group_size', 8)
+        self.widths = check_widths(self.widths)
+        if not isinstance(self.optimize, bool): raise TypeError(f"optimize must be True or False, got {self.optimize!r}")
+        if self.compute_dtype is not None: check_float_dtype(self.compute_dtype, 'compute_dtype')
+
+@patch
+def requantize(self:MixedBitLinear,
+    linear:nn.Linear,   # a dense layer of the same shape (e.g. a merged adapter)
+    optimize:bool=True, # run the HQQ optimizer for every width
+)->MixedBitLinear:
+    "A `MixedBitLinear` re-allocated for `linear`'s weight within this layer's bits per weight and group size."
+    return MixedBitLinear.from_linear(linear, self.bpw, group_size=self.group_size, widths=tuple(sorted(set(self.bits), reverse=True)),
+                                      optimize=optimize, compute_dtype=self.compute_dtype if self.compute_dtype != torch.float64 else None)
+
+@register_quantizer(MixedBitConfig, is_plain_linear)
+def _quantize_mixedbit(linear, config, name):
+    "`quantize_model`'s builder for `MixedBitConfig`."
+    return MixedBitLinear.from_linear(linear, config.target_bpw, group_size=config.group_size, widths=config.widths,
+                                      optimize=config.optimize,
+                                      compute_dtype=check_float_dtype(config.compute_dtype) if config.compute_dtype else None)
 
 # %% ../nbs/09_mixedbit.ipynb #6c4846bf
 def _unpack_gptq(qweight:Tensor, bits:int, rows:int)->Tensor:

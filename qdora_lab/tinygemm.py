@@ -6,16 +6,18 @@
 __all__ = ['TINYGEMM_GROUP_SIZES', 'TINYGEMM_DTYPES', 'TINYGEMM_N_MULTIPLE', 'hqq_to_tinygemm', 'tinygemm_to_hqq',
            'pack_scales_and_zeros', 'unpack_scales_and_zeros', 'tinygemm_dequantize', 'check_tinygemm_shape',
            'cpu_int4_layout', 'pack_int4_cpu', 'unpack_int4_cpu', 'check_cpu_layout', 'int4pack_input',
-           'tc_inner_k_tiles', 'pack_int4_tc', 'unpack_int4_tc', 'tinygemm_mm', 'TinyGemmLinear']
+           'tc_inner_k_tiles', 'pack_int4_tc', 'unpack_int4_tc', 'tinygemm_mm', 'TinyGemmLinear', 'TinyGemmConfig']
 
 # %% ../nbs/10_tinygemm.ipynb #c6af3a47
 import platform
+from dataclasses import dataclass
 from functools import lru_cache
 import torch
 from torch import nn, Tensor
 from fastcore.basics import patch
 from .core import check_choice, check_int, check_tensor, check_float_dtype
 from .quant import quantize, unpack_codes
+from .layer import QuantizedLinear, KERNEL_MAX_M, register_quantizer, is_plain_linear, _expect_tensors
 
 # %% ../nbs/10_tinygemm.ipynb #9a558b5a
 def hqq_to_tinygemm(
@@ -259,15 +261,16 @@ def _unpack_from(packed:Tensor)->Tensor:
         return unpack_int4_cpu(packed)
     return unpack_int4_tc(packed)
 
-class TinyGemmLinear(nn.Module):
+class TinyGemmLinear(QuantizedLinear):
     "A frozen 4-bit linear layer run by PyTorch's tinygemm kernels (`_weight_int4pack_mm[_for_cpu]`)."
+    format = 'qdora_lab.TinyGemmLinear'
+
     def __init__(self,
         codes:Tensor,            # uint8 codes in 0..15, [out_features, in_features]
         scales_and_zeros:Tensor, # [in/group_size, out, 2]: tinygemm scale and zero, dtype the layer computes in
         group_size:int,          # 32, 64, 128 or 256
         bias:Tensor=None,        # optional bias [out_features]
     ):
-        super().__init__()
         check_tensor(codes, 'codes', ndim=2, dtypes=(torch.uint8,))
         dev = _device_type(codes.device)
         _check_codes(codes)
@@ -284,10 +287,12 @@ class TinyGemmLinear(nn.Module):
         if bias is not None:
             check_tensor(bias, 'bias', ndim=1)
             if bias.shape[0] != N: raise ValueError(f"bias has {bias.shape[0]} entries; expected out_features={N}")
-        self.in_features, self.out_features, self.group_size = K, N, group_size
+            bias = bias.to(codes.device)
+        super().__init__(K, N, dtype, bias)
+        self.group_size = group_size
         self.register_buffer('scales_and_zeros', scales_and_zeros.to(codes.device).contiguous())
-        self.bias = None if bias is None else nn.Parameter(bias.detach().to(codes.device, dtype).clone(), requires_grad=False)
         self.register_buffer('weight_packed', _pack_for(codes), persistent=False)
+        self.validate()
 
     @property
     def dtype(self)->torch.dtype: return self.scales_and_zeros.dtype
@@ -296,41 +301,43 @@ class TinyGemmLinear(nn.Module):
         "The plain uint8 codes [out, in], unpacked from the device's layout."
         return _unpack_from(self.weight_packed)
 
-    def dequantize(self, dtype:torch.dtype=None)->Tensor:
-        "Dense weight [out, in] = (q - 8)*scale + zero (transient, never cached)."
+    def _dequantize(self, dtype:torch.dtype)->Tensor:
+        "Dense weight [out, in] = (q - 8)*scale + zero, the PyTorch reference (transient, never cached)."
         return tinygemm_dequantize(self.codes(), self.scales_and_zeros, self.group_size, dtype)
 
-    def _check_x(self, x:Tensor, n:int, what:str):
-        check_tensor(x, 'x', allow_empty=True)
-        if x.ndim == 0 or x.shape[-1] != n:
-            raise ValueError(f"x has shape {tuple(x.shape)}; its last dimension must be {what}={n}")
-        if x.dtype != self.dtype:
-            raise TypeError(f"x has dtype {x.dtype} but the layer computes in {self.dtype}; convert x or the layer (.to(dtype))")
+    def _make_plan(self, device): return _TinyGemmPlan(self)
 
-    def matmul(self, x:Tensor)->Tensor:
-        "`x @ W.T` (no bias) on the tinygemm kernel, for `x` of shape [..., in_features] in the layer's dtype."
-        self._check_x(x, self.in_features, 'in_features')
-        y = tinygemm_mm(x.reshape(-1, self.in_features), self.weight_packed, self.group_size, self.scales_and_zeros)
-        return y.view(*x.shape[:-1], self.out_features)
-
-    def matmul_t(self, g:Tensor)->Tensor:
-        "`g @ W` for input gradients; tinygemm has no transposed kernel, so this dequantizes (transient)."
-        self._check_x(g, self.out_features, 'out_features')
-        return g @ self.dequantize()
-
-    def forward(self, x:Tensor)->Tensor:
-        "`x @ W.T + bias` for `x` of shape [..., in_features] in the layer's dtype."
-        y = self.matmul(x)
-        return y if self.bias is None else y + self.bias
+    def config(self)->dict:
+        return {'format': self.format, 'version': 1, 'in_features': self.in_features, 'out_features': self.out_features,
+                'group_size': self.group_size, 'bias': self.bias is not None,
+                'compute_dtype': str(self.compute_dtype).removeprefix('torch.')}
 
     def extra_repr(self)->str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}, "
                 f"dtype={str(self.dtype).removeprefix('torch.')}, bias={self.bias is not None}")
 
+# %% ../nbs/10_tinygemm.ipynb #tgplan_code
+class _TinyGemmPlan:
+    "The aten tinygemm kernels as a plan: `matmul` where they pay, dequantize + matmul elsewhere."
+    CPU_MAX_M = 16
+    def __init__(self, layer): self.layer = layer
+    def _fits(self, x:Tensor)->bool:
+        l, M = self.layer, x.shape[0]
+        if x.dtype != l.dtype: return False
+        return M <= KERNEL_MAX_M if x.device.type == 'cuda' else (x.dtype != torch.float32 and M <= self.CPU_MAX_M)
+    def matmul(self, x:Tensor)->Tensor:
+        l = self.layer
+        if self._fits(x): return tinygemm_mm(x, l.weight_packed, l.group_size, l.scales_and_zeros)
+        return torch.matmul(x, l._dequantize(x.dtype).t())
+    def matmul_t(self, g:Tensor)->Tensor: return torch.matmul(g, self.layer._dequantize(g.dtype))
+    def dequantize(self, dtype, row_scale=None)->Tensor:
+        W = self.layer._dequantize(dtype)
+        return W if row_scale is None else (W * row_scale[:, None]).to(dtype)
+
 # %% ../nbs/10_tinygemm.ipynb #9d69e2cf
 @patch
 @torch.no_grad()
-def _apply(self:TinyGemmLinear, fn, recurse=True):
+def _move(self:TinyGemmLinear, fn, recurse=True):
     "Apply `fn` to the tensors (as `nn.Module` does), then repack the codes if the device changed."
     before, codes = self.weight_packed.device, self.codes()
     nn.Module._apply(self, fn, recurse)
@@ -338,7 +345,6 @@ def _apply(self:TinyGemmLinear, fn, recurse=True):
     if after != before or self.weight_packed.device != after:
         check_tinygemm_shape(self.out_features, self.in_features, self.group_size, after)
         self.weight_packed = _pack_for(codes.to(after))
-    return self
 
 # %% ../nbs/10_tinygemm.ipynb #4cccad5f
 @patch
@@ -352,7 +358,7 @@ def _save_to_state_dict(self:TinyGemmLinear, destination, prefix, keep_vars):
 def _load_from_state_dict(self:TinyGemmLinear, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
     "Load `scales_and_zeros` and the bias as usual, then pack the plain `codes` for this device and ISA."
     key = prefix + 'codes'
-    nn.Module._load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+    QuantizedLinear._load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
     if key in unexpected_keys: unexpected_keys.remove(key)
     if key not in state_dict:
         missing_keys.append(key)
@@ -363,6 +369,7 @@ def _load_from_state_dict(self:TinyGemmLinear, state_dict, prefix, local_metadat
                           f"got {codes.dtype} {tuple(codes.shape)}")
         return
     self.weight_packed = _pack_for(_check_codes(codes, key).to(self.scales_and_zeros.device))
+    self._plans = {}
 
 @patch(cls_method=True)
 def from_state_dict(cls:TinyGemmLinear,
@@ -379,6 +386,17 @@ def from_state_dict(cls:TinyGemmLinear,
     dev = codes.device if device is None else torch.device(device)
     bias = state_dict.get('bias')
     return cls(codes.to(dev), sz.to(dev), K // sz.shape[0], None if bias is None else bias.to(dev))
+
+@patch(cls_method=True)
+def from_config(cls:TinyGemmLinear,
+    config:dict,  # a `TinyGemmLinear.config()`
+    tensors:dict, # codes, scales_and_zeros and (if the config says so) bias
+)->'TinyGemmLinear':
+    "Rebuild from `config()` and the state-dict tensors (the codes are packed for this device and ISA)."
+    _expect_tensors(config, tensors, {'codes', 'scales_and_zeros'} | ({'bias'} if config.get('bias') else set()))
+    layer = cls.from_state_dict(tensors)
+    if layer.config() != config: raise ValueError(f"the tensors do not fit the config: {config} vs {layer.config()}")
+    return layer
 
 # %% ../nbs/10_tinygemm.ipynb #65fa574d
 @patch(cls_method=True)
@@ -438,3 +456,29 @@ def from_linear(cls:TinyGemmLinear,
     codes = unpack_codes(W_q, meta).to(torch.uint8).view(N, K)
     return cls.from_hqq(codes, meta['scale'].reshape(N, -1), meta['zero'].reshape(N, -1), group_size, linear.bias,
                         W.dtype if dtype is None else dtype)
+
+@dataclass
+class TinyGemmConfig:
+    "How to quantize a linear layer into a `TinyGemmLinear` (4-bit, groups along in_features)."
+    group_size:int=64      # 32, 64, 128 or 256
+    optimize:bool=True     # HQQ optimizer (False: round to nearest)
+    dtype:str|None=None    # 'bf16', 'fp16' or 'fp32' (CPU), 'bf16' (CUDA); None: the weight's dtype
+
+    def __post_init__(self):
+        check_choice(self.group_size, 'group_size', TINYGEMM_GROUP_SIZES)
+        if not isinstance(self.optimize, bool): raise TypeError(f"optimize must be True or False, got {self.optimize!r}")
+        if self.dtype is not None: check_float_dtype(self.dtype, 'dtype')
+
+@patch
+def requantize(self:TinyGemmLinear,
+    linear:nn.Linear,   # a dense layer of the same shape (e.g. a merged adapter)
+    optimize:bool=True, # run the HQQ optimizer
+)->TinyGemmLinear:
+    "A `TinyGemmLinear` with this layer's group size and dtype, holding `linear`'s weight."
+    return TinyGemmLinear.from_linear(linear, self.group_size, optimize, self.dtype)
+
+@register_quantizer(TinyGemmConfig, is_plain_linear)
+def _quantize_tinygemm(linear, config, name):
+    "`quantize_model`'s builder for `TinyGemmConfig`."
+    return TinyGemmLinear.from_linear(linear, config.group_size, config.optimize,
+                                      check_float_dtype(config.dtype) if config.dtype else None)
