@@ -1,122 +1,296 @@
-"""bench/kernels.py: qdora_lab's CUDA kernels against what users would pick instead, side by side.
+"""bench/kernels.py: qdora_lab's CUDA kernels (through `HQQPlan`) against what users would pick instead, side by side.
 
-NOT RUN YET. This script was written in a session without a GPU; no number it produces has been seen.
-Run it on a CUDA machine with CuPy installed (`pip install -e ".[cuda]"`):
+One process, interleaved per shape, so the ratios are comparable:
+  * y = x @ W.T, bf16, issue 11's shapes: dense bf16 (cuBLAS, `F.linear`) | aten tinygemm int4 g64
+    (`torch.ops.aten._weight_int4pack_mm`) | hqq 0.2.8 `HQQLinear`, PYTORCH backend | ours (`HQQPlan.matmul`,
+    meta in bf16 as the layers store it);
+  * dequantize 4096x4096 to bf16: ours (`HQQPlan.dequantize`), hqq's `HQQLinear.dequantize`, and ours as a
+    fraction of the device-to-device copy bandwidth measured in the same run.
 
-    python bench/kernels.py            # writes bench/results/kernels.md
+Method: every candidate's weights are replicated into enough copies to exceed 2x the L2 cache and the timed
+calls rotate through them (no L2-resident weights); each timing is a CUDA graph of `REPS` rotated calls
+(replayed `TRIALS` times, median per call; eager CUDA-event timing where a candidate cannot be captured, and
+the table says so). Every "ours" result is checked against an fp32 reference before it is timed.
 
-What it times (median over repeated launches, `triton.testing.do_bench` when triton is present, CUDA
-events otherwise), in one process so the ratios are comparable:
-  * matmul, y = x @ W.T, bf16, M = 1, 4, 16, layers 4096x4096, 11008x4096, 4096x11008 (out x in):
-      dense bf16 (cuBLAS) | aten tinygemm int4 g64 (`torch.ops.aten._weight_int4pack_mm`) |
-      hqq 0.2.8 HQQLinear, PYTORCH backend, 4-bit and 3-bit, axis=1 |
-      ours (`quantized_matmul` -> fused `ql_gemv`) 4/3/2-bit, axis=1 and axis=0, g64;
-  * dequantize to bf16, 4/3/2-bit, g64: hqq's `Quantizer.dequantize`, ours (`dequantize_cuda`), and the
-    fraction of device-to-device copy bandwidth ours reaches (bytes read + written / time).
-Correctness of every "ours" result against the PyTorch reference is asserted before it is timed.
+    python bench/kernels.py --out OUTDIR         # GPU: OUTDIR/kernels.json and OUTDIR/kernels.md
+    python bench/kernels.py --dry-run            # CPU: argument parsing, cases and reference paths, no timing
 """
-import sys
+import argparse, json, math, statistics, sys, time, traceback
 from pathlib import Path
+
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tabulate import tabulate
-from qdora_lab.core import atomic_write
-from qdora_lab.quant import quantize, dequantize
-from qdora_lab.cuda import quantized_matmul, dequantize_cuda
 
-SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]
-MS = (1, 4, 16)
 G = 64
-DT = torch.bfloat16
+BF = torch.bfloat16
+# (label, N, K, M, bits, target us for ours or None); anchors: ../shared/ANCHORS.md (H100, measured by the lead)
+MATMULS = [
+    ('4096x4096 M=1 4-bit', 4096, 4096, 1, 4, 7.8),
+    ('4096x4096 M=1 3-bit', 4096, 4096, 1, 3, 7.0),
+    ('4096x4096 M=1 2-bit', 4096, 4096, 1, 2, 6.0),
+    ('11008x4096 M=1 4-bit', 11008, 4096, 1, 4, 15.5),
+    ('4096x4096 M=16 4-bit', 4096, 4096, 16, 4, 11.6),
+    ('11008x4096 M=16 4-bit', 11008, 4096, 16, 4, None),
+    ('4096x4096 M=64 4-bit (DoRA W A^T)', 4096, 4096, 64, 4, None),
+]
+ANCHORS = {('4096x4096', 1): (23.3, 11.4), ('11008x4096', 1): (46.4, 21.9), ('4096x4096', 16): (23.2, 25.0),
+           ('11008x4096', 16): (46.7, 57.3)}
+DEQUANTS = [('4096x4096 4-bit -> bf16', 4096, 4096, 4, 15.0), ('4096x4096 3-bit -> bf16', 4096, 4096, 3, None),
+            ('4096x4096 2-bit -> bf16', 4096, 4096, 2, None)]
+REPS, TRIALS = 20, 15
 
 
-def bench(fn, reps=200):
-    "Median time of `fn()` in microseconds."
-    try:
-        from triton.testing import do_bench
-        return do_bench(fn, warmup=25, rep=100, return_mode='median') * 1e3
-    except ImportError:
-        for _ in range(10): fn()
+def l2_bytes():
+    try: return torch.cuda.get_device_properties(0).L2_cache_size
+    except Exception: return 50 * 2**20
+
+
+def copies_for(nbytes):
+    "How many copies of a working set rotate through more than twice the L2 cache."
+    return max(2, min(64, math.ceil(2 * l2_bytes() / max(nbytes, 1)) + 1))
+
+
+def time_graph(fns, reps=REPS, trials=TRIALS):
+    "Median microseconds per call of a CUDA graph that runs `reps` calls rotating through `fns`."
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for f in fns: f()  # warm-up outside the capture: compiles, builds every plan's launcher, allocates
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(reps): fns[i % len(fns)]()
+    g.replay(); torch.cuda.synchronize()
+    ts = []
+    for _ in range(trials):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record(); g.replay(); b.record(); b.synchronize()
+        ts.append(a.elapsed_time(b) * 1e3 / reps)
+    return statistics.median(ts)
+
+
+def time_eager(fns, reps=REPS, trials=TRIALS):
+    "Median microseconds per call, eager launches timed with CUDA events."
+    for f in fns[:3]: f()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(trials):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for i in range(reps): fns[i % len(fns)]()
+        b.record(); b.synchronize()
+        ts.append(a.elapsed_time(b) * 1e3 / reps)
+    return statistics.median(ts)
+
+
+def timed(fns):
+    "(us, how): CUDA-graph timing, or eager timing where capture fails."
+    try: return time_graph(fns), 'graph'
+    except Exception as e:
         torch.cuda.synchronize()
-        times = []
-        for _ in range(reps):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record(); fn(); b.record(); b.synchronize()
-            times.append(a.elapsed_time(b) * 1e3)
-        return sorted(times)[len(times) // 2]
+        return time_eager(fns), f'eager ({type(e).__name__})'
+
+
+def quantized(W, bits):
+    "W_q and bf16 (scale, zero) as QLinear stores them (round-to-nearest: timing does not need the optimizer)."
+    from qdora_lab.quant import quantize
+    W_q, m = quantize(W, nbits=bits, group_size=G, axis=1, optimize=False, compute_dtype=BF)
+    return W_q, m['scale'].to(BF).contiguous(), m['zero'].to(BF).contiguous()
+
+
+def ours(N, K, bits, W, dev):
+    "(plans with their meta, one per copy, and the first copy's pieces for the correctness check)."
+    from qdora_lab.cuda import HQQPlan
+    W_q, s, z = quantized(W, bits)
+    nbytes = W_q.numel() * W_q.element_size() + 2 * s.numel() * 2
+    cps = [(W_q, s, z)] + [(W_q.clone(), s.clone(), z.clone()) for _ in range(copies_for(nbytes) - 1)] if dev == 'cuda' else [(W_q, s, z)]
+    plans = [(HQQPlan(q, nbits=bits, group_size=G, axis=1, shape=(N, K)) if dev == 'cuda' else None, q, s_, z_) for q, s_, z_ in cps]
+    return plans
 
 
 def tinygemm(W):
-    "A tinygemm int4 g64 layer for W (qdora_lab.tinygemm), or None when unavailable."
+    "Copies of (packed int4 weight, scales_and_zeros) for aten's tinygemm (`_weight_int4pack_mm`), or None and why."
     try:
         from qdora_lab.tinygemm import TinyGemmLinear
-        lin = torch.nn.Linear(W.shape[1], W.shape[0], bias=False, device='cuda', dtype=DT)
+        lin = torch.nn.Linear(W.shape[1], W.shape[0], bias=False, device=W.device, dtype=BF)
         lin.weight.data.copy_(W)
-        return TinyGemmLinear.from_linear(lin, group_size=G, optimize=False)
-    except Exception as e:  # report, don't hide: the table shows the reason
-        print(f"tinygemm unavailable: {e}")
-        return None
+        tg = TinyGemmLinear.from_linear(lin, group_size=G, optimize=False)
+        n = copies_for(W.numel() // 2 + tg.scales_and_zeros.numel() * 2)
+        return [(tg.weight_packed, tg.scales_and_zeros)] + [(tg.weight_packed.clone(), tg.scales_and_zeros.clone())
+                                                            for _ in range(n - 1)], None
+    except Exception as e:
+        return None, f'{type(e).__name__}: {e}'
 
 
-def hqq_layer(W, nbits):
-    "hqq's HQQLinear on the PYTORCH backend, or None when hqq is not installed."
+def hqq_layer(W, bits):
+    "hqq 0.2.8's HQQLinear on the PYTORCH backend, or None with the reason."
     try:
         from hqq.core.quantize import HQQLinear, HQQBackend, BaseQuantizeConfig
-    except ImportError:
-        return None
-    lin = torch.nn.Linear(W.shape[1], W.shape[0], bias=False, device='cuda', dtype=DT)
-    lin.weight.data.copy_(W)
-    HQQLinear.set_backend(HQQBackend.PYTORCH)
-    return HQQLinear(lin, quant_config=BaseQuantizeConfig(nbits=nbits, group_size=G, axis=1),
-                     compute_dtype=DT, device='cuda')
+        lin = torch.nn.Linear(W.shape[1], W.shape[0], bias=False, device=W.device, dtype=BF)
+        lin.weight.data.copy_(W)
+        HQQLinear.set_backend(HQQBackend.PYTORCH)
+        return HQQLinear(lin, quant_config=BaseQuantizeConfig(nbits=bits, group_size=G, axis=1), compute_dtype=BF,
+                         device=str(W.device)), None
+    except Exception as e:
+        return None, f'{type(e).__name__}: {e}'
 
 
-def main():
-    if not torch.cuda.is_available(): sys.exit("bench/kernels.py needs a CUDA device (and CuPy); nothing was measured")
+def check_ours(plan, q, s, z, x, N, K, bits):
+    "Assert the fused result is within tolerance of the fp32 reference: ||y - ref||_inf <= 2^-7 ||ref||_inf."
+    from qdora_lab.quant import dequantize_packed
+    from qdora_lab.cuda import plan_layout
+    lay = plan_layout(bits, G, 1, (N, K))
+    ref = x.float() @ dequantize_packed(q, lay.nbits, lay.R, (N, K), s, z, torch.float32).t()
+    y = plan.matmul(x, s, z) if plan is not None else ref.to(BF)
+    err = float((y.float() - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
+    if not err <= 2**-7: raise AssertionError(f"ours is off by {err:.3g} (relative to max |ref|) on {N}x{K} {bits}-bit M={x.shape[0]}")
+    if plan is not None:
+        d = plan.dequantize(s, z, BF)
+        if not torch.equal(d, dequantize_packed(q, lay.nbits, lay.R, (N, K), s, z, BF)): raise AssertionError("dequantize is not bit-exact")
+    return err
+
+
+def run(args):
+    dev = 'cuda' if torch.cuda.is_available() and not args.dry_run else 'cpu'
     torch.manual_seed(0)
-    dev = torch.cuda.get_device_name()
-    mm_rows, deq_rows = [], []
-    src = torch.randn(64 * 2**20 // 2, dtype=DT, device='cuda')  # 64 MiB copy for the bandwidth anchor
-    copy_us = bench(lambda: src.clone())
-    copy_bw = 2 * src.numel() * src.element_size() / copy_us / 1e6  # TB/s, read + write
-    for N, K in SHAPES:
-        W = torch.randn(N, K, device='cuda', dtype=DT) * 0.02
-        tg, h4, h3 = tinygemm(W), hqq_layer(W, 4), hqq_layer(W, 3)
-        q = {(nb, ax): quantize(W, nbits=nb, group_size=G, axis=ax, optimize=False, compute_dtype=DT)
-             for nb in (4, 3, 2) for ax in (1, 0)}
-        for M in MS:
-            x = torch.randn(M, K, device='cuda', dtype=DT)
-            row = {'layer': f'{N} x {K}', 'M': M, 'dense bf16': bench(lambda: x @ W.t())}
-            row['tinygemm int4'] = bench(lambda: tg(x)) if tg is not None else float('nan')
-            row['hqq 4-bit'] = bench(lambda: h4(x)) if h4 is not None else float('nan')
-            row['hqq 3-bit'] = bench(lambda: h3(x)) if h3 is not None else float('nan')
-            for (nb, ax), (W_q, m) in q.items():
-                ref = x @ dequantize(W_q, m, DT).t()
-                y = quantized_matmul(x, W_q, m)
-                torch.testing.assert_close(y.float(), ref.float(), atol=2**-6 * float(ref.abs().max()), rtol=0)
-                row[f'ours {nb}-bit ax{ax}'] = bench(lambda: quantized_matmul(x, W_q, m))
-            mm_rows.append(row)
-        for nb in (4, 3, 2):
-            W_q, m = q[(nb, 1)]
-            test = dequantize_cuda(W_q, m, DT)
-            if not torch.equal(test, dequantize(W_q, m, DT)): sys.exit(f"dequantize_cuda is not bit-exact ({nb}-bit, {N} x {K})")
-            ours = bench(lambda: dequantize_cuda(W_q, m, DT, out=test))
-            nbytes = W_q.numel() * W_q.element_size() + test.numel() * test.element_size() + \
-                     sum(m[k].numel() * m[k].element_size() for k in ('scale', 'zero'))
-            hq = hqq_layer(W, nb)
-            hqq_us = bench(lambda: hq.dequantize()) if hq is not None else float('nan')
-            deq_rows.append({'layer': f'{N} x {K}', 'nbits': nb, 'hqq dequantize': hqq_us, 'ours': ours,
-                             'ours TB/s': nbytes / ours / 1e6, '% of copy bw': 100 * nbytes / ours / 1e6 / copy_bw})
-    fmt = lambda rows: tabulate([{k: (f'{v:.1f}' if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
-                                headers='keys', tablefmt='github')
-    text = (f"# CUDA kernels benchmark\n\nDevice: {dev}; torch {torch.__version__}; times in microseconds "
-            f"(median); copy bandwidth {copy_bw:.2f} TB/s.\n\n## y = x @ W.T (bf16, g{G})\n\n{fmt(mm_rows)}\n\n"
-            f"## dequantize to bf16 (axis=1, g{G})\n\n{fmt(deq_rows)}\n")
-    out = ROOT / 'bench' / 'results' / 'kernels.md'
-    with atomic_write(out) as tmp: tmp.write_text(text)
-    print(text)
+    info = dict(device=torch.cuda.get_device_name() if dev == 'cuda' else 'cpu (dry run: no timing)',
+                torch=torch.__version__, dry_run=dev == 'cpu', l2_bytes=l2_bytes() if dev == 'cuda' else None,
+                reps=REPS, trials=TRIALS, started=time.strftime('%Y-%m-%d %H:%M:%S'))
+    rows, drows, notes = [], [], []
+    sel = lambda cases: [c for c in cases if not args.only or any(o in c[0] for o in args.only)]
+    if dev == 'cuda':
+        src = torch.randn(128 * 2**20, dtype=BF, device=dev)  # 256 MB
+        dst = torch.empty_like(src)
+        us = time_eager([lambda: dst.copy_(src)], reps=5, trials=7)
+        info['copy_TBps'] = 2 * src.numel() * 2 / us / 1e6
+        del src, dst
+    cache = {}
+    for label, N, K, M, bits, target in sel(MATMULS):
+        t0 = time.time()
+        row = dict(work=label, N=N, K=K, M=M, bits=bits, target_us=target)
+        try:
+            scale = 1 / math.sqrt(K)
+            if (N, K) not in cache: cache.clear(); cache[(N, K)] = {'W': torch.randn(N, K, device=dev, dtype=BF) * scale}
+            c = cache[(N, K)]
+            W = c['W']
+            x = torch.randn(M, K, device=dev, dtype=BF)
+            if ('ours', bits) not in c: c[('ours', bits)] = ours(N, K, bits, W, dev)
+            plans = c[('ours', bits)]
+            row['ours_err'] = check_ours(*plans[0], x, N, K, bits)
+            if dev == 'cuda':
+                Ws = [W] + [W.clone() for _ in range(copies_for(W.numel() * 2) - 1)]
+                row['dense_us'], row['dense_how'] = timed([lambda w=w: F.linear(x, w) for w in Ws])
+                del Ws
+                if bits == 4:
+                    if 'tg' not in c: c['tg'] = tinygemm(W)
+                    tgs, why = c['tg']
+                    op = torch.ops.aten._weight_int4pack_mm
+                    if tgs: row['tinygemm_us'], row['tinygemm_how'] = timed([lambda p=p, sz=sz: op(x, p, G, sz) for p, sz in tgs])
+                    else: row['tinygemm_us'], row['tinygemm_how'] = None, why
+                if M in (1, 16) and N == 4096:
+                    if ('hqq', bits) not in c: c[('hqq', bits)] = hqq_layer(W, bits)
+                    h, why = c[('hqq', bits)]
+                    if h is not None: row['hqq_us'], row['hqq_how'] = timed([lambda: h(x)])
+                    else: row['hqq_us'], row['hqq_how'] = None, why
+                row['ours_us'], row['ours_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
+                row['ours_kernel'] = repr(plans[0][0])
+        except Exception as e:
+            row['error'] = f'{type(e).__name__}: {e}'
+            notes.append(f"{label}: {traceback.format_exc(limit=3)}")
+        row['secs'] = round(time.time() - t0, 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        write(args, info, rows, drows, notes)  # always keep what we have
+    cache.clear()
+    for label, N, K, bits, target in sel(DEQUANTS):
+        row = dict(work=label, N=N, K=K, bits=bits, target_us=target)
+        try:
+            W = torch.randn(N, K, device=dev, dtype=BF) / math.sqrt(K)
+            plans = ours(N, K, bits, W, dev)
+            nbytes = plans[0][1].numel() * plans[0][1].element_size() + 2 * plans[0][2].numel() * 2 + N * K * 2
+            row['MB'] = nbytes / 1e6
+            if dev == 'cuda':
+                outs = [torch.empty(N, K, dtype=BF, device=dev) for _ in range(2)]
+                row['ours_us'], row['ours_how'] = timed([lambda p=p, s=s, z=z, i=i: p.dequantize(s, z, BF, out=outs[i % 2])
+                                                         for i, (p, _, s, z) in enumerate(plans)])
+                row['ours_TBps'] = nbytes / row['ours_us'] / 1e6
+                row['pct_of_copy'] = 100 * row['ours_TBps'] / info['copy_TBps']
+                h, why = hqq_layer(W, bits)
+                if h is not None: row['hqq_us'], row['hqq_how'] = timed([lambda: h.dequantize()])
+                else: row['hqq_us'], row['hqq_how'] = None, why
+            else:
+                from qdora_lab.quant import dequantize_packed
+                from qdora_lab.cuda import plan_layout
+                lay = plan_layout(bits, G, 1, (N, K))
+                _, q, s, z = plans[0]
+                dequantize_packed(q, lay.nbits, lay.R, (N, K), s, z, BF)  # the reference path runs
+        except Exception as e:
+            row['error'] = f'{type(e).__name__}: {e}'
+            notes.append(f"{label}: {traceback.format_exc(limit=3)}")
+        drows.append(row)
+        print(json.dumps(row), flush=True)
+        write(args, info, rows, drows, notes)
+    return rows, drows
+
+
+def f1(v): return '-' if v is None else f'{v:.1f}' if isinstance(v, (int, float)) else str(v)
+
+
+def write(args, info, rows, drows, notes):
+    "Write OUTDIR/kernels.json and OUTDIR/kernels.md with whatever has been measured so far."
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'kernels.json').write_text(json.dumps(dict(info=info, matmul=rows, dequantize=drows, notes=notes), indent=1))
+    L = [f"# CUDA kernels benchmark (issue 11)\n",
+         f"Device: **{info['device']}**; torch {info['torch']}; started {info['started']}. "
+         + (f"Device-to-device copy {info['copy_TBps']:.2f} TB/s (read + write). " if info.get('copy_TBps') else '')
+         + f"Times in microseconds per call: median of {TRIALS} replays of a CUDA graph of {REPS} calls rotating through "
+           "copies of the weights (more than 2x L2), bf16 activations, g64, axis=1, meta in bf16. "
+           "Anchors (ANCHORS.md, H100, measured earlier by the lead) are in parentheses.\n",
+         "## y = x @ W.T\n",
+         "| work | dense bf16 (anchor) | tinygemm int4 (anchor) | hqq PYTORCH | ours | target | met | ours/dense | ours vs fp32 ref |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        shape = r['work'].split()[0]
+        anc = ANCHORS.get((shape, r['M']), (None, None))
+        met = '-' if r.get('target_us') is None or r.get('ours_us') is None else ('yes' if r['ours_us'] <= r['target_us'] else 'NO')
+        ratio = '-' if not (r.get('ours_us') and r.get('dense_us')) else f"{r['dense_us'] / r['ours_us']:.2f}x faster"
+        L.append(f"| {r['work']} | {f1(r.get('dense_us'))} ({f1(anc[0])}) | {f1(r.get('tinygemm_us'))} ({f1(anc[1])}) | "
+                 f"{f1(r.get('hqq_us'))} | {f1(r.get('ours_us'))} | {f1(r.get('target_us'))} | {met} | {ratio} | "
+                 f"{'-' if r.get('ours_err') is None else format(r['ours_err'], '.1e')} |"
+                 + (f" error: {r['error']}" if r.get('error') else ''))
+    L += ["\n## dequantize to bf16\n", "| work | ours | hqq | MB moved | ours TB/s | % of copy | target | met |", "|---|---|---|---|---|---|---|---|"]
+    for r in drows:
+        met = '-' if r.get('target_us') is None or r.get('ours_us') is None else ('yes' if r['ours_us'] <= r['target_us'] else 'NO')
+        L.append(f"| {r['work']} | {f1(r.get('ours_us'))} | {f1(r.get('hqq_us'))} | {f1(r.get('MB'))} | "
+                 f"{'-' if r.get('ours_TBps') is None else format(r['ours_TBps'], '.2f')} | {f1(r.get('pct_of_copy'))} | "
+                 f"{f1(r.get('target_us'))} | {met} |" + (f" error: {r['error']}" if r.get('error') else ''))
+    how = sorted({f"{k}: {v}" for r in rows + drows for k, v in r.items() if k.endswith('_how') and v != 'graph'})
+    if how: L += ["\nTimed eagerly (CUDA graph capture failed): " + '; '.join(how)]
+    L += ["\n## Training step (issue 12)\n",
+          "<!-- PLACEHOLDER: the lead adds the QDoRA forward+backward benchmark here (issue 12); not measured by this script. -->",
+          "_Not measured here: to be added by issue 12._\n"]
+    if notes: L += ["\n## Errors\n", '```', *notes, '```']
+    (out / 'kernels.md').write_text('\n'.join(L) + '\n')
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--out', default=str(ROOT / 'bench' / 'results'), help='folder for kernels.json and kernels.md')
+    ap.add_argument('--dry-run', action='store_true', help='CPU: parse, build the cases, run the reference paths; no timing')
+    ap.add_argument('--only', nargs='*', help='run only the cases whose label contains one of these strings')
+    args = ap.parse_args(argv)
+    if not args.dry_run and not torch.cuda.is_available(): sys.exit("bench/kernels.py needs a CUDA device (or --dry-run)")
+    if args.dry_run:  # small shapes: the same code paths, minutes -> seconds
+        global MATMULS, DEQUANTS
+        MATMULS = [(f'{N // 32}x{K // 32} M={M} {b}-bit', N // 32, K // 32, M, b, t) for l, N, K, M, b, t in MATMULS]
+        DEQUANTS = [(f'{N // 32}x{K // 32} {b}-bit -> bf16', N // 32, K // 32, b, t) for l, N, K, b, t in DEQUANTS]
+    run(args)
+    print((Path(args.out) / 'kernels.md').read_text())
 
 
 if __name__ == '__main__':

@@ -1,69 +1,184 @@
-// dequantize.cu: hqq-layout packed codes -> dense weight, W = (code - zero) * scale, in fp16/bf16/fp32.
+// dequantize.cu: hqq-layout packed codes -> dense weight W [N, K] in fp16/bf16/fp32, bit for bit what
+// qdora_lab.quant.dequantize_packed returns; optionally each row o times row_scale[o] (fp32), rounded once
+// more (the DoRA step folds m / ||W + sBA|| into this one pass).
 //
-// Layout read (see hqq_layout.cuh): packed words Wq [n, C] (uint8, or int32 for 3 bits), word (i, c)
-// holding grouped rows i + k*n, k = 0..P-1, at column c. Output: the grouped matrix [R, C] row-major,
-// which *is* W [N, K] row-major (axis=1: C = g; axis=0: R = g), so the kernel never needs the axis.
+// Layout read (hqq_layout.cuh): packed words [n, C] of the grouped matrix [R, C] (which *is* W flattened,
+// both axes). One thread owns CPT consecutive columns of one packed row: 16 bytes of words (16 columns of a
+// byte packing, or 8 int32 words = 8 columns of 3-bit, two 16-byte loads), and writes those columns of all
+// P grouped rows k*n + i it holds:
 //
-//            packed row i:  [ w(i,c) w(i,c+1) w(i,c+2) w(i,c+3) ]      one thread, VEC = 4 words
-//                                |  chunk k = 0 .. P-1
-//            out row k*n+i: [ W    W        W        W        ]      P stores of VEC values each
+//      packed row i, columns c0 .. c0+CPT-1     [ 16 bytes ]                         one 128-bit load (3-bit: two)
+//         chunk k = 0 .. P-1  ->  W flat (k*n + i)*C + c0 ..   [ CPT values ]   CPT*sizeof(out)/16 128-bit stores
 //
-// zero/scale are read through element strides (z_sr, z_sc) / (s_sr, s_sc) of their broadcast to [R, C]:
-// [R, 1] (axis=1), [1, C] (axis=0), 0-dim (channel_wise=False) and any strided view all work.
+// zero/scale: axis=1 one value per grouped row (hqq shape [R, 1]), loaded once per chunk; axis=0 one per
+// column ([1, C]), loaded as 128-bit vectors once per thread and reused by all P chunks.
 //
-// Grid/block: one thread per VEC consecutive packed words of one packed row; 1-D grid over n*C/VEC
-// threads, 256 threads per block. Loads of words are coalesced along C (4 or 16 bytes per thread); each
-// of the P stores is a coalesced run along C (VEC * sizeof(out) bytes per thread). VEC = 4 needs
-// C % 4 == 0 (the launcher falls back to VEC = 1).
+// Grid/block: 1-D, 256 threads, one thread per (packed row, CPT columns); consecutive threads take
+// consecutive columns, so loads and stores are coalesced. Needs C % CPT == 0 and N*K < 2^31 (the plan
+// falls back to PyTorch otherwise).
 //
-// Memory-traffic bound: bytes(Wq) + bytes(W) + bytes(zero, scale). 4096 x 4096, 4-bit, g64 -> bf16:
-// 8 MiB + 32 MiB + 1 MiB = 41 MiB, about 14 us at 3.0 TB/s. The arithmetic (two fp32 ops and a few
-// conversions per element) is far below the H100's issue rate, so the kernel is bound by DRAM.
+// Arithmetic: out, zero and scale all bf16 (or all fp16) and codes exact in that type: the native path,
+// per code pair 1 PRMT (code | magic exponent byte), then three packed FMAs: - magic (exact), - zero,
+// * scale (each rounded once, as PyTorch's fp32-then-round: see hqq_layout.cuh). Otherwise the generic
+// path: the code as fp32 (magic-number trick), fp32 ops rounded to the promoted dtype after each op.
+//
+// Memory-traffic bound: bytes(W_q) + bytes(W) + bytes(meta). 4096 x 4096, 4-bit, g64 -> bf16:
+// 8 MiB + 32 MiB + 1 MiB (bf16 meta) = 43 MB, 14.3 us at 3.0 TB/s; the instruction-issue bound (every path of the
+// body, the row_scale one included, bench/results/sass_report.md) is under half of it.
 #include "hqq_layout.cuh"
 
-template <int NBITS, int VEC, typename Out, typename Z, typename S, typename SubT, typename MulT>
-__global__ void __launch_bounds__(256) ql_dequantize(
-    const typename QlPack<NBITS>::Word* __restrict__ Wq,  // packed codes [n, C]
-    const typename QT<Z>::storage* __restrict__ zero,     // zero, strides (z_sr, z_sc) over [R, C]
-    const typename QT<S>::storage* __restrict__ scale,    // scale, strides (s_sr, s_sc) over [R, C]
-    typename QT<Out>::storage* __restrict__ out,          // dense [R, C] row-major
-    ql_i64 n, ql_i64 C, ql_i64 R,
-    ql_i64 z_sr, ql_i64 z_sc, ql_i64 s_sr, ql_i64 s_sc) {
-    typedef typename QlPack<NBITS>::Word Word;
-    typedef typename QT<Out>::storage OutS;
-    constexpr int P = QlPack<NBITS>::P;
-    const ql_i64 per_row = C / VEC;
-    const ql_i64 t = static_cast<ql_i64>(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (t >= n * per_row) return;
-    const ql_i64 i = t / per_row, c = (t - i * per_row) * VEC;
-    Word w[VEC];
-    ql_load_words<Word, VEC>(Wq, i * C + c, w);
+template <typename T> struct QlRound {  // fp32 -> T -> fp32
+    static __device__ __forceinline__ float r(float f) { return QT<T>::load(QT<T>::store(f)); }
+};
+template <> struct QlRound<float> {
+    static __device__ __forceinline__ float r(float f) { return f; }
+};
+
+// store CPT values (given as fp32, already rounded to OUT) to out[0 .. CPT) with 128-bit stores
+template <typename OUT, int CPT> struct QlStore;
+template <int CPT> struct QlStore<float, CPT> {
+    static __device__ __forceinline__ void run(float* out, const float (&v)[CPT]) {
 #pragma unroll
-    for (int k = 0; k < P; ++k) {
-        const ql_i64 r = k * n + i;
-        if (r >= R) break;  // zero-padded rows of the 3-bit layout
-        ql_vec<OutS, VEC> o;
+        for (int j = 0; j < CPT; j += 4) {
+            ql_u32x4 q;
 #pragma unroll
-        for (int j = 0; j < VEC; ++j) {
-            const float z = QT<Z>::load(zero[r * z_sr + (c + j) * z_sc]);
-            const float s = QT<S>::load(scale[r * s_sr + (c + j) * s_sc]);
-            o.v[j] = QT<Out>::store(ql_dequant<SubT, MulT>(ql_code<NBITS>(w[j], k), z, s));
+            for (int e = 0; e < 4; ++e) q.v[e] = __float_as_uint(v[j + e]);
+            ql_st128(out + j, q);
         }
-        *reinterpret_cast<ql_vec<OutS, VEC>*>(out + r * C + c) = o;
+    }
+};
+template <typename OUT, int CPT> struct QlStore {
+    static __device__ __forceinline__ void run(ql_u16* out, const float (&v)[CPT]) {
+#pragma unroll
+        for (int j = 0; j < CPT; j += 8) {
+            ql_u32x4 q;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) q.v[e] = QT<OUT>::pack(v[j + 2 * e], v[j + 2 * e + 1]);
+            ql_st128(out + j, q);
+        }
+    }
+};
+
+// the codes of chunk k of the thread's CPT columns, as pairs MAGIC + code (native path)
+template <int NBITS, typename H, int CPT>
+__device__ __forceinline__ void ql_code_pairs(const ql_u32 (&w)[NBITS == 3 ? 8 : 4], int k, ql_u32 (&p)[CPT / 2]) {
+    if (NBITS == 3) {
+#pragma unroll
+        for (int m = 0; m < CPT / 2; ++m)
+            p[m] = ql_3bit_pair(ql_3bit_x(w[2 * m], w[2 * m + 1]), ql_3bit_y(w[2 * m], w[2 * m + 1]), k, H::MAGIC2);
+    } else {
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+            const ql_u32 u = ql_byte_codes<NBITS>(w[s], k);
+            p[2 * s] = ql_pair_lo(u, H::MAGIC_BYTE);
+            p[2 * s + 1] = ql_pair_hi(u, H::MAGIC_BYTE);
+        }
     }
 }
 
-// nvcc's compile check (CI) instantiates a representative set; NVRTC instantiates what the launcher names.
-#ifndef __CUDACC_RTC__
-#define QL_DEQ(NB, V, O, M)                                                                                \
-    template __global__ void ql_dequantize<NB, V, O, M, M, M, M>(                                          \
-        const QlPack<NB>::Word*, const QT<M>::storage*, const QT<M>::storage*, QT<O>::storage*, ql_i64,  \
-        ql_i64, ql_i64, ql_i64, ql_i64, ql_i64, ql_i64);
-#define QL_DEQ_BITS(V, O, M) QL_DEQ(8, V, O, M) QL_DEQ(4, V, O, M) QL_DEQ(3, V, O, M) QL_DEQ(2, V, O, M) QL_DEQ(1, V, O, M)
-QL_DEQ_BITS(4, ql_bf16, float)
-QL_DEQ_BITS(4, ql_f16, float)
-QL_DEQ_BITS(4, float, float)
-QL_DEQ_BITS(1, ql_bf16, float)
-QL_DEQ_BITS(4, ql_f16, ql_f16)
-QL_DEQ_BITS(4, ql_bf16, ql_bf16)
-#endif
+// the codes of chunk k as exact fp32 values (generic path): 0x4B000000 | code is 2^23 + code
+template <int NBITS, int CPT>
+__device__ __forceinline__ void ql_code_floats(const ql_u32 (&w)[NBITS == 3 ? 8 : 4], int k, float (&f)[CPT]) {
+    if (NBITS == 3) {
+#pragma unroll
+        for (int j = 0; j < CPT; ++j)
+            f[j] = __uint_as_float(((w[j] >> (27 - 3 * k)) & 7u) | 0x4B000000u) - 8388608.f;
+    } else {
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+            const ql_u32 u = ql_byte_codes<NBITS>(w[s], k);
+            f[4 * s + 0] = __uint_as_float(ql_prmt<0x7440>(u, 0x4B000000u)) - 8388608.f;
+            f[4 * s + 1] = __uint_as_float(ql_prmt<0x7441>(u, 0x4B000000u)) - 8388608.f;
+            f[4 * s + 2] = __uint_as_float(ql_prmt<0x7442>(u, 0x4B000000u)) - 8388608.f;
+            f[4 * s + 3] = __uint_as_float(ql_prmt<0x7443>(u, 0x4B000000u)) - 8388608.f;
+        }
+    }
+}
+
+template <int NBITS, int AXIS, typename OUT, typename META>
+__global__ void __launch_bounds__(256, 2) ql_dequantize(
+    const void* __restrict__ Wq,                           // packed words [n, C] (uint8, or int32 for 3 bits)
+    const typename QT<META>::storage* __restrict__ scale,  // [R] (axis=1) or [C] (axis=0)
+    const typename QT<META>::storage* __restrict__ zero,   // same shape as scale
+    typename QT<OUT>::storage* __restrict__ out,           // W [N, K] row-major = grouped [R, C]
+    const float* __restrict__ row_scale,                   // [N] or nullptr
+    int n, int R, int C, int K, int G, int threads) {      // G = K / g (axis=1)
+    constexpr int P = QlPack<NBITS>::P, CPT = NBITS == 3 ? 8 : 16, NW = NBITS == 3 ? 8 : 4;
+    typedef typename QlPromote<OUT, META>::type SUB;       // dtype of codes - zero, and of the product
+    // native packed path: everything in one half type, and the codes fit the magic number's mantissa
+    constexpr bool NATIVE = QlSame<OUT, META>::value && QT<OUT>::HALF && NBITS <= QT<OUT>::MANT;
+    const int t = blockIdx.x * 256 + threadIdx.x;
+    if (t >= threads) return;
+    const int per_row = C / CPT, i = t / per_row, c0 = (t - i * per_row) * CPT;
+    ql_u32 w[NW];
+    {
+        const ql_i64 off = static_cast<ql_i64>(i) * C + c0;
+        if (NBITS == 3) {
+            const ql_u32x4 a = ql_ld_stream(static_cast<const ql_u32*>(Wq) + off);
+            const ql_u32x4 b = ql_ld_stream(static_cast<const ql_u32*>(Wq) + off + 4);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) { w[e] = a.v[e]; w[4 + e] = b.v[e]; }
+        } else {
+            const ql_u32x4 a = ql_ld_stream(static_cast<const ql_u8*>(Wq) + off);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) w[e] = a.v[e];
+        }
+    }
+    // axis=0: this thread's CPT columns of zero and scale, loaded once (128-bit vectors)
+    constexpr int MV = AXIS == 0 ? CPT * sizeof(typename QT<META>::storage) / 16 : 1;
+    ql_u32x4 zv[MV], sv[MV];
+    if (AXIS == 0) {
+#pragma unroll
+        for (int e = 0; e < MV; ++e) {
+            zv[e] = ql_ld128(zero + c0 + e * (16 / sizeof(*zero)));
+            sv[e] = ql_ld128(scale + c0 + e * (16 / sizeof(*scale)));
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < P; ++k) {
+        const int r = k * n + i;
+        if (r >= R) break;  // zero-padded rows of the packing
+        const int e0 = r * C + c0;  // flat index of the first value (N*K < 2^31)
+        if constexpr (NATIVE) {
+            typedef QT<OUT> H;
+            ql_u32 p[CPT / 2];
+            ql_code_pairs<NBITS, H, CPT>(w, k, p);
+            ql_u32 z2 = 0, s2 = 0;
+            if (AXIS == 1) {
+                const ql_u32 z = ql_ld16(reinterpret_cast<const ql_u16*>(zero) + r), s = ql_ld16(reinterpret_cast<const ql_u16*>(scale) + r);
+                z2 = z | (z << 16); s2 = s | (s << 16);
+            }
+#pragma unroll
+            for (int m = 0; m < CPT / 2; ++m) {
+                if (AXIS == 0) { z2 = zv[m / 4].v[m % 4]; s2 = sv[m / 4].v[m % 4]; }
+                const ql_u32 q = H::sub2(p[m], H::MAGIC2);  // exact: the code itself
+                p[m] = H::mul2(H::sub2(q, z2), s2);         // (code - zero) * scale, rounded per op
+            }
+            if (row_scale != nullptr) {
+                const float rs = row_scale[(AXIS == 1 ? r / G : e0 / K)];
+#pragma unroll
+                for (int m = 0; m < CPT / 2; ++m) p[m] = H::pack(QlRound<OUT>::r(__fmul_rn(H::lo(p[m]), rs)), QlRound<OUT>::r(__fmul_rn(H::hi(p[m]), rs)));
+            }
+#pragma unroll
+            for (int j = 0; j < CPT / 8; ++j)
+                ql_st128(out + e0 + 8 * j, ql_u32x4{{p[4 * j], p[4 * j + 1], p[4 * j + 2], p[4 * j + 3]}});
+        } else {
+            float v[CPT], f[CPT];
+            ql_code_floats<NBITS, CPT>(w, k, f);
+            float z = 0.f, s = 0.f;
+            if (AXIS == 1) { z = QlMeta<META>::load(zero + r); s = QlMeta<META>::load(scale + r); }
+#pragma unroll
+            for (int j = 0; j < CPT; ++j) {
+                if (AXIS == 0) { z = ql_meta_elem<META>(zv, j); s = ql_meta_elem<META>(sv, j); }
+                const float d = QlRound<SUB>::r(__fsub_rn(f[j], z));
+                v[j] = QlRound<OUT>::r(QlRound<SUB>::r(__fmul_rn(d, s)));
+            }
+            if (row_scale != nullptr) {
+                const float rs = row_scale[(AXIS == 1 ? r / G : e0 / K)];
+#pragma unroll
+                for (int j = 0; j < CPT; ++j) v[j] = QlRound<OUT>::r(__fmul_rn(v[j], rs));
+            }
+            QlStore<OUT, CPT>::run(out + e0, v);
+        }
+    }
+}

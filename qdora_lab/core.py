@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['QUANT_BITS', 'PACK_BITS', 'FLOAT_DTYPES', 'NOISY_LOGGERS', 'check_choice', 'check_int', 'check_tensor',
-           'check_float_dtype', 'kernels_dir', 'kernel_path', 'atomic_write', 'save_safetensors', 'read_safetensors',
-           'cuda_available', 'quiet_imports', 'import_quietly']
+           'check_float_dtype', 'kernels_dir', 'kernel_path', 'current_umask', 'atomic_write', 'save_safetensors',
+           'read_safetensors', 'cuda_available', 'quiet_imports', 'import_quietly']
 
 # %% ../nbs/00_core.ipynb #d3f9228b
 import math
@@ -101,6 +101,11 @@ def kernel_path(
 import os, tempfile
 from contextlib import contextmanager
 
+def current_umask()->int:
+    "The process's file-creation mask (read without changing it for longer than a moment)."
+    m = os.umask(0o022); os.umask(m)
+    return m
+
 @contextmanager
 def atomic_write(
     path, # final file path; its folder is created if missing
@@ -112,6 +117,7 @@ def atomic_write(
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())   # mkstemp makes it owner-only; a finished file gets the user's umask
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.unlink(tmp)

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['codes_as_parameters', 'find_blocks', 'shard_qdora_model', 'packed_bytes', 'replicated_digest', 'check_replicated',
-           'token_batches', 'train_steps', 'tiny_llama', 'build_qdora_model', 'main']
+           'train_steps', 'main']
 
 # %% ../nbs/17_distributed.ipynb #edd3b795
-import argparse, hashlib, json, os, time, warnings
+import argparse, hashlib, json, os, time
 from pathlib import Path
 import torch
 import torch.distributed as dist
@@ -16,9 +16,9 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import fully_shard, MixedPrecisionPolicy
 from torch.distributed.tensor import DTensor
 from .core import check_int, atomic_write
-from .linear import QLinear
+from .layer import QuantizedLinear
 from .dora import QDoRALinear
-from .model import quantize_model, add_dora, QuantConfig, DoRAConfig
+from .recipes import fit, token_batches, tiny_llama, build_qdora_model
 
 # %% ../nbs/17_distributed.ipynb #2c7c974b
 def _to_param(m, n):
@@ -26,41 +26,23 @@ def _to_param(m, n):
     t = getattr(m, n); delattr(m, n)
     m.register_parameter(n, nn.Parameter(t, requires_grad=False))
 
-def _to_buffer(m, n):
-    "Undo `_to_param`."
-    t = m._parameters.pop(n).data
-    m.register_buffer(n, t)
-
-def _meta_readable(m)->bool:
-    "True when `m` still rebuilds its meta (and so dequantizes) with its meta tensors stored as parameters."
-    try: m.meta
-    except (KeyError, AttributeError): return False
-    return True
-
 def codes_as_parameters(
-    model:nn.Module,        # a model holding `QLinear` layers (quantized, possibly with DoRA adapters)
-    include_meta:bool=True, # move the meta tensors (scales, zeros) too, not only the packed codes
+    model:nn.Module,        # a model holding quantized layers (possibly with DoRA adapters)
+    include_meta:bool=True, # move the meta tensors (scales, zeros) too, not only the codes
 )->list:                    # dotted names of the tensors that became parameters
-    "Re-register every `QLinear`'s codes (and meta tensors) as frozen `nn.Parameter`s of the same name, so FSDP2 shards them."
+    "Re-register every quantized layer's stored tensors (codes, and meta) as frozen `nn.Parameter`s, so FSDP2 shards them."
     if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, QLinear)]
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, QuantizedLinear)]
     off = [name for name, m in layers if getattr(m, 'offload_meta', False)]
     if off: raise ValueError(f"layer {off[0]!r} has offload_meta=True; its meta lives on the host and cannot be sharded. "
                              "Quantize without offload_meta and pass FSDP2's offload_policy to shard_qdora_model instead")
-    moved, kept = [], []
+    moved = []
     for name, m in layers:
         pre = f"{name}." if name else ''
-        bufs = [n for n, _ in m.named_buffers(recurse=False)]
-        if 'W_q' in bufs: _to_param(m, 'W_q'); moved.append(pre + 'W_q')
-        meta = [n for n in bufs if n != 'W_q'] if include_meta else []
-        for n in meta: _to_param(m, n)
-        if meta and not _meta_readable(m):
-            for n in meta: _to_buffer(m, n)
-            kept.append(name)
-        else: moved += [pre + n for n in meta]
-    if kept:
-        warnings.warn(f"{len(kept)} QLinear layer(s) (first: {kept[0]!r}) read their meta tensors from `_buffers`, so "
-                      "their scales/zeros stay replicated buffers; only their packed codes are sharded")
+        keep = set(m._non_persistent_buffers_set)
+        bufs = [n for n, t in m.named_buffers(recurse=False) if n not in keep and t is not None]
+        for n in bufs:
+            if include_meta or not getattr(m, n).is_floating_point(): _to_param(m, n); moved.append(pre + n)
     return moved
 
 # %% ../nbs/17_distributed.ipynb #71972d6c
@@ -111,12 +93,12 @@ def shard_qdora_model(
 def _nbytes(t): return t.numel() * t.element_size()
 
 def packed_bytes(
-    model:nn.Module, # a model with `QLinear` layers, sharded or not
+    model:nn.Module, # a model with quantized layers, sharded or not
 )->dict:             # {'local', 'replicated', 'total'} bytes
-    "Bytes of the `QLinear` codes and meta: held by this rank (`local`), of which not sharded (`replicated`), and in the whole model (`total`)."
+    "Bytes of the quantized layers' codes and meta: held by this rank (`local`), of which not sharded (`replicated`), and in the whole model (`total`)."
     local = rep = total = 0
     for m in model.modules():
-        if not isinstance(m, QLinear): continue
+        if not isinstance(m, QuantizedLinear): continue
         for n, t in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
             if n == 'bias' or t is None: continue
             total += _nbytes(t)
@@ -153,25 +135,6 @@ def _same_digests(ds):
     return ds[0]
 
 # %% ../nbs/17_distributed.ipynb #355946cf
-def token_batches(
-    steps:int,          # number of batches
-    batch_size:int=8,   # rows per (global) batch
-    seq_len:int=32,     # tokens per row
-    vocab_size:int=128, # token ids are in [0, vocab_size)
-    seed:int=0,         # generator seed
-)->list:                # `steps` LongTensors [batch_size, seq_len]
-    "Deterministic toy batches: each row an arithmetic progression of token ids modulo `vocab_size`."
-    steps, batch_size = check_int(steps, 'steps'), check_int(batch_size, 'batch_size')
-    seq_len, vocab_size = check_int(seq_len, 'seq_len', 2), check_int(vocab_size, 'vocab_size', 2)
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(seq_len)
-    out = []
-    for _ in range(steps):
-        a = torch.randint(vocab_size, (batch_size, 1), generator=g)
-        b = torch.randint(1, 8, (batch_size, 1), generator=g)
-        out.append((a + b * t) % vocab_size)
-    return out
-
 def _rank_world(): return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 def _full(t): return (t.full_tensor() if isinstance(t, DTensor) else t).detach().clone()
@@ -182,65 +145,23 @@ def train_steps(
     lr:float=1e-2,        # AdamW learning rate
     keep_grads:bool=False, # also return the full gradient of every trainable parameter at every step
 )->tuple:                 # (losses, grads): mean loss per step over all ranks; list of {name: grad} or None
-    "Train the trainable parameters with AdamW on this rank's share of each global batch; return losses (and gradients)."
+    "`recipes.fit` on this rank's share of each global batch, losses averaged over ranks (and gradients kept)."
     rank, world = _rank_world()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named: raise ValueError("model has no trainable parameters; add adapters with add_dora first")
-    dev = named[0][1].device
-    opt = torch.optim.AdamW([p for _, p in named], lr=lr, weight_decay=0.0)
-    losses, grads = [], [] if keep_grads else None
-    model.train()
     for i, ids in enumerate(batches):
         if ids.ndim != 2 or ids.shape[0] % world:
             raise ValueError(f"batch {i} has shape {tuple(ids.shape)}; expected [B, T] with B divisible by the world size {world}")
-        local = ids.chunk(world)[rank].to(dev)
-        loss = model(input_ids=local, labels=local).loss
-        loss.backward()
+    dev, it, grads = named[0][1].device, iter(batches), [] if keep_grads else None
+    def batch_loss(g):
+        local = next(it).chunk(world)[rank].to(dev)
+        return model(input_ids=local, labels=local).loss
+    def on_step(i, loss):
         if keep_grads: grads.append({n: _full(p.grad) for n, p in named})
-        opt.step(); opt.zero_grad(set_to_none=True)
         l = loss.detach().float().reshape(1)
         if world > 1: dist.all_reduce(l)
-        losses.append(l.item() / world)
-    return losses, grads
-
-# %% ../nbs/17_distributed.ipynb #d5bd1e9f
-def tiny_llama(
-    seed:int=0,              # initialisation seed
-    vocab_size:int=128,      # vocabulary size
-    hidden_size:int=64,      # model width
-    intermediate_size:int=128, # MLP width
-    num_hidden_layers:int=2, # transformer blocks
-    num_attention_heads:int=4, # attention heads
-    num_key_value_heads:int=2, # key/value heads (grouped-query attention)
-)->nn.Module:                # a `transformers` LlamaForCausalLM in float32
-    "A small randomly initialised Llama causal LM built from a `LlamaConfig` (no download)."
-    from transformers import LlamaConfig, LlamaForCausalLM
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
-                      num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
-                      num_key_value_heads=num_key_value_heads, max_position_embeddings=256, tie_word_embeddings=False)
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(cfg)
-
-def build_qdora_model(
-    model_dir=None,         # local Hugging Face causal-LM directory; None: `tiny_llama(seed)`
-    nbits:int=4,            # quantization bit width
-    group_size:int=32,      # quantization group size
-    r:int=8,                # DoRA rank
-    alpha:float=16.0,       # DoRA alpha
-    seed:int=0,             # seed of the tiny model and of the adapters' initialisation
-    optimize:bool=False,    # run the HQQ optimizer while quantizing
-    device='cpu',           # device to build on
-)->nn.Module:
-    "A causal LM quantized (all linears but `lm_head`) and with DoRA adapters, identical on every rank for the same arguments."
-    if model_dir is None: model = tiny_llama(seed)
-    else:
-        from transformers import AutoModelForCausalLM
-        if not Path(model_dir).is_dir(): raise FileNotFoundError(f"model_dir={str(model_dir)!r} is not a directory")
-        model = AutoModelForCausalLM.from_pretrained(model_dir)
-    model.to(device)
-    quantize_model(model, QuantConfig(nbits=nbits, group_size=group_size, optimize=optimize), skip=['lm_head'], progress=False)
-    torch.manual_seed(seed)
-    return add_dora(model, DoRAConfig(r=r, alpha=alpha))
+        return l.item() / world
+    return fit(model, batch_loss, steps=len(batches), lr=lr, on_step=on_step), grads
 
 # %% ../nbs/17_distributed.ipynb #587a61db
 def _parser():

@@ -185,7 +185,7 @@ def _deq_dtype(dtype):
 @patch
 def _setup(self:QLinear):
     "Decode, once, what the arithmetic needs: packing bits, grouped rows, and where scale and zero come from."
-    meta = decode_meta(self._meta_desc, dict(self._buffers))
+    meta = decode_meta(self._meta_desc, {n: getattr(self, n) for n in self._meta_names})  # by attribute: FSDP may make them parameters
     R, C = quant.group_shape((self.out_features, self.in_features), self.group_size, self.axis)
     self._packing_bits, self._rows = PACKING_NBITS[meta['packing']], R
     self._meta_src = []
@@ -209,7 +209,7 @@ def _desc_name(self:QLinear, *keys)->str:
 def _scale_zero(self:QLinear)->tuple:
     "The float (scale, zero) in hqq's grouped shapes, on the codes' device (quantized meta dequantized)."
     dev, dt, out = self.W_q.device, _deq_dtype(self.compute_dtype), []
-    get = (lambda n: self._buffers[n].to(dev, non_blocking=True)) if self.offload_meta else self._buffers.__getitem__
+    get = (lambda n: getattr(self, n).to(dev, non_blocking=True)) if self.offload_meta else (lambda n: getattr(self, n))
     for src in self._meta_src:
         if src[0] == 'buffer': out.append(get(src[1]))
         else:

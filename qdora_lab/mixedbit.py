@@ -176,7 +176,7 @@ class MixedBitLinear(QuantizedLinear):
     def storage_bits(self)->int:
         "Bits actually held by codes, scales, zeros, permutation and width map (bias excluded)."
         names = [*self._planes, 'scale', 'zero', 'perm', 'counts']
-        return sum(self._buffers[n].numel() * self._buffers[n].element_size() * 8 for n in names)
+        return sum(getattr(self, n).numel() * getattr(self, n).element_size() * 8 for n in names)
 
     @property
     def bpw(self)->Fraction:
@@ -196,7 +196,7 @@ def _layout_codes(self:MixedBitLinear)->Tensor:
     "uint8 codes [out, in] in layout order."
     blocks, g = [], self.group_size
     for b, n in zip(WIDTHS, self.counts.tolist()):
-        if n: blocks.append(unpack_planes([self._buffers[f'q{b}_{i}'] for i in range(len(PLANES[b]))], b).t())
+        if n: blocks.append(unpack_planes([getattr(self, f'q{b}_{i}') for i in range(len(PLANES[b]))], b).t())
     return torch.cat(blocks, dim=1)
 
 @patch
@@ -232,7 +232,7 @@ def _move(self:MixedBitLinear, fn, recurse=True):
     "`.to()`/`.half()`/`.cuda()`: move as usual, but keep scale and zero in fp16 (the stored format)."
     nn.Module._apply(self, fn, recurse)
     for n in ('scale', 'zero'):
-        if self._buffers[n].dtype != torch.float16: self._buffers[n] = self._buffers[n].to(torch.float16)
+        if n in self._buffers and self._buffers[n].dtype != torch.float16: self._buffers[n] = self._buffers[n].to(torch.float16)
 
 # %% ../nbs/09_mixedbit.ipynb #d7fe4395
 @patch(cls_method=True)

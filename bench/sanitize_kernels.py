@@ -1,0 +1,96 @@
+"""bench/sanitize_kernels.py: launch every kernel variant an `HQQPlan` can pick, on small shapes, and check each.
+
+Made to run under compute-sanitizer (bench/gpu_check.sh does: memcheck over everything, racecheck over the
+matmuls, the only kernels with shared memory), and useful alone: every dequantize must be bit-exact with
+`qdora_lab.quant.dequantize_packed` (times row_scale), every fused matmul within 2^-7 (bf16) / 2^-9 (fp16)
+of the largest |y| of the fp32 reference. Outputs are poisoned (NaN) before each launch, so an unwritten
+element fails. Closes with 'N passed, N failed'.
+
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck python bench/sanitize_kernels.py
+    python bench/sanitize_kernels.py --dry-run      # CPU: the cases and the reference paths only
+"""
+import argparse, sys, traceback
+from pathlib import Path
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+bf16, f16, f32 = torch.bfloat16, torch.float16, torch.float32
+
+
+def cases(quick=False, only=None):
+    "(kind, nbits, axis, N, K, g, dtype, meta dtype, M or row_scale flag)."
+    out = []
+    for nb in (8, 4, 3, 2, 1):
+        for ax in (1, 0):
+            for dt, md in ((bf16, bf16), (f16, f16), (bf16, f32), (f32, bf16), (f16, bf16)):
+                out.append(('dequantize', nb, ax, 40, 128, 32 if nb == 3 else 64, dt, md, dt == bf16))
+    for nb in (4, 2):
+        for dt in (bf16, f16):
+            for N in (64, 2048):          # few rows: split-K with fp32 atomics; many: one block per rows
+                for M in (1, 12, 40):     # MT = 1, 2, 4
+                    out.append(('matmul', nb, 1, N, 128, 64, dt, dt, M))
+        out.append(('matmul', nb, 1, 96, 256, 128, bf16, f32, 5))   # fp32 meta, g = 128
+    for dt in (bf16, f16):
+        for N, M in ((40, 1), (64, 9), (50, 3)):                   # 3-bit: chunks of one word in different groups
+            out.append(('matmul', 3, 1, N, 192, 64, dt, dt, M))
+        out.append(('matmul', 3, 1, 40, 128, 64, dt, f32, 2))
+    out = [c for c in out if only is None or c[0] == only]
+    return out[::4] if quick else out
+
+
+def run_case(c, dev):
+    from qdora_lab.quant import quantize, dequantize_packed
+    from qdora_lab.cuda import HQQPlan, plan_layout
+    kind, nb, ax, N, K, g, dt, md, extra = c
+    W = torch.randn(N, K, device=dev) / K**0.5
+    W_q, m = quantize(W, nbits=nb, group_size=g, axis=ax, optimize=False)
+    s, z = m['scale'].to(md).contiguous(), m['zero'].to(md).contiguous()
+    lay = plan_layout(nb, g, ax, (N, K))
+    if kind == 'dequantize':
+        rs = (torch.rand(N, device=dev) + 0.5) if extra else None
+        ref = dequantize_packed(W_q, lay.nbits, lay.R, (N, K), s, z, dt)
+        if rs is not None: ref = (ref * rs[:, None]).to(dt)
+        if dev == 'cpu': return 'reference only'
+        out = torch.full((N, K), float('nan'), dtype=dt, device=dev)
+        plan = HQQPlan(W_q, nbits=nb, group_size=g, axis=ax, shape=(N, K))
+        got = plan.dequantize(s, z, dt, out=out, row_scale=rs)
+        torch.cuda.synchronize()
+        if not torch.equal(got, ref): raise AssertionError(f"not bit-exact: {(got != ref).sum().item()} of {ref.numel()} differ")
+        return repr(plan)
+    M = extra
+    x = torch.randn(M, K, device=dev, dtype=dt)
+    ref = x.float() @ dequantize_packed(W_q, lay.nbits, lay.R, (N, K), s, z, f32).t()
+    if dev == 'cpu': return 'reference only'
+    plan = HQQPlan(W_q, nbits=nb, group_size=g, axis=ax, shape=(N, K))
+    y = plan.matmul(x, s, z)
+    torch.cuda.synchronize()
+    tol = (2**-7 if dt == bf16 else 2**-9) * float(ref.abs().max())
+    err = float((y.float() - ref).abs().max())
+    if not err <= tol: raise AssertionError(f"max error {err:.3g} > {tol:.3g}")
+    return f"{repr(plan)} M={M} err {err / float(ref.abs().max()):.1e}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--dry-run', action='store_true', help='CPU: build the cases and run the reference paths only')
+    ap.add_argument('--quick', action='store_true', help='every fourth case')
+    ap.add_argument('--only', default=None, help="'dequantize' or 'matmul'")
+    a = ap.parse_args(argv)
+    dev = 'cpu' if a.dry_run else 'cuda'
+    if dev == 'cuda' and not torch.cuda.is_available(): sys.exit("needs a CUDA device (or --dry-run)")
+    torch.manual_seed(0)
+    passed = failed = 0
+    for c in cases(a.quick, a.only):
+        try:
+            msg = run_case(c, dev); passed += 1
+            print(f"ok   {c[0]} {c[1]}-bit axis={c[2]} {c[3]}x{c[4]} g{c[5]} {c[6]} meta {c[7]}: {msg}", flush=True)
+        except Exception:
+            failed += 1
+            print(f"FAIL {c}\n{traceback.format_exc(limit=4)}", flush=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
