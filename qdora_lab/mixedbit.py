@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['WIDTHS', 'PLANES', 'MIXEDBIT_FORMAT', 'check_widths', 'pack_planes', 'unpack_planes', 'check_perm', 'perm_dtype',
            'layout_bits', 'MixedBitLinear', 'channel_importance', 'importance_perm', 'quantize_groups', 'group_errors',
-           'min_bpw', 'choose_bits', 'BitPlan', 'allocate_bits', 'mixed_from_groups', 'MixedBitConfig']
+           'min_bpw', 'choose_bits', 'BitPlan', 'allocate_bits', 'mixed_from_groups', 'allocate_model_bits',
+           'MixedBitConfig']
 
 # %% ../nbs/09_mixedbit.ipynb #be85cf4c
 import json, math
@@ -447,10 +448,73 @@ def from_linear(cls:MixedBitLinear,
     return mixed_from_groups(quants, plan, linear.bias, cd)
 
 # %% ../nbs/09_mixedbit.ipynb #mbcfg_code
+def _relative_errors(W, d, widths, g, optimize):
+    "Permutation, per-width quantizations and per-group errors (relative to the layer's output energy) of one layer."
+    perm = importance_perm(d).to(W.device)
+    Wp, dp = W.float()[:, perm], d.to(W.device)[perm]
+    quants = quantize_groups(Wp, widths, g, optimize)
+    E = group_errors(Wp, quants, dp, g)
+    return perm, quants, E / float((Wp.double().pow(2) * dp[None]).sum().clamp_min(1e-30))
+
+def allocate_model_bits(
+    weights:dict,         # {name: float weight [out, in]}
+    target_bpw,           # budget in bits per weight over all these layers, every stored bit counted (bias excluded)
+    energies:dict=None,   # {name: diag(X^T X) [in]} from calibration; None: every channel counts alike
+    group_size:int=128,   # input channels per group (a multiple of 8 dividing every in_features)
+    widths=WIDTHS,        # candidate widths
+    optimize:bool=True,   # HQQ optimizer for every width's scale/zero
+)->dict:                  # {name: (BitPlan, quants)}, ready for `mixed_from_groups`
+    "Widths for every group of every layer minimising the summed relative output error within one model-wide budget."
+    if not isinstance(weights, dict) or not weights: raise ValueError("weights must be a non-empty dict {name: weight}")
+    widths, target = check_widths(widths), _check_target(target_bpw)
+    g = check_int(group_size, 'group_size')
+    layers = {}
+    for n, W in weights.items():
+        _check_weight(W, g)
+        d = channel_importance(None if energies is None else energies[n], W.shape[1])
+        layers[n] = (W.shape, *_relative_errors(W, d, widths, g, optimize))
+    total = sum(s[0] * s[1] for s, *_ in layers.values())
+    overhead = sum(layout_bits(s[0], s[1], g, [0] * (s[1] // g)) for s, *_ in layers.values())
+    budget = math.floor(target * total) - overhead                      # bits left for the codes
+    need = sum(min(widths) * g * s[0] * (s[1] // g) for s, *_ in layers.values())
+    if budget < need:
+        lo = Fraction(overhead + need, total)
+        raise ValueError(f"target_bpw={float(target):g} is below the minimum achievable {float(lo):.4f} bpw for these "
+                         f"layers with group_size={g} (every group at {min(widths)} bits plus all metadata)")
+    ws = torch.tensor(widths, dtype=torch.float64)
+    E = torch.cat([e for *_, e in layers.values()], dim=1)             # [widths, all groups]
+    unit = torch.cat([torch.full((s[1] // g,), float(g * s[0]), dtype=torch.float64) for s, *_ in layers.values()])
+    cost = ws[:, None] * unit[None]                                     # bits of each group at each width
+    def pick(lam): return (E + lam * cost).argmin(0)
+    def spent(ch): return float(cost.gather(0, ch[None])[0].sum())
+    lo_l, hi_l = 0.0, 1.0
+    while spent(pick(hi_l)) > budget: hi_l *= 4
+    for _ in range(60):
+        mid = (lo_l + hi_l) / 2
+        if spent(pick(mid)) > budget: lo_l = mid
+        else: hi_l = mid
+    ch = pick(hi_l)
+    left = budget - spent(ch)
+    idx = torch.arange(E.shape[1])
+    while True:                                                        # spend what is left on the best upgrades
+        cur_e, cur_c = E[ch, idx], cost[ch, idx]
+        gain = (cur_e[None] - E) / (cost - cur_c[None]).clamp_min(1e-9)
+        gain[(cost <= cur_c[None]) | (cost - cur_c[None] > left)] = -1
+        best = int(gain.max(0).values.argmax())
+        if float(gain[:, best].max()) <= 0: break
+        b = int(gain[:, best].argmax()); left -= float(cost[b, best] - cost[ch[best], best]); ch[best] = b
+    out, start = {}, 0
+    for n, (shape, perm, quants, e) in layers.items():
+        G = shape[1] // g
+        bits = tuple(widths[int(i)] for i in ch[start:start + G])
+        err = float(sum(e[int(i), j] for j, i in enumerate(ch[start:start + G])))
+        out[n] = (BitPlan(perm, bits, g, shape[0], err), quants); start += G
+    return out
+
 @dataclass
 class MixedBitConfig:
-    "How to quantize a linear layer into a `MixedBitLinear`: a bits-per-weight budget and the allocation's options."
-    target_bpw:float=3.0     # budget in bits per weight, all metadata counted
+    "Mixed bits for `quantize_model`: one bits-per-weight budget for all the layers it replaces, and the allocation's options."
+    target_bpw:float=3.0     # budget in bits per weight over all replaced layers, all metadata counted
     group_size:int=128       # input channels per group (a multiple of 8 dividing in_features)
     widths:tuple=WIDTHS      # candidate widths, a subset of `WIDTHS`
     optimize:bool=True       # HQQ optimizer for every width's scale/zero
@@ -458,10 +522,27 @@ class MixedBitConfig:
 
     def __post_init__(self):
         self.target_bpw = float(_check_target(self.target_bpw))
+        if self.target_bpw > 8: raise ValueError(f"target_bpw={self.target_bpw:g} is above 8; the widest width is 8 bits")
         self.group_size = check_int(self.group_size, 'group_size', 8)
         self.widths = check_widths(self.widths)
         if not isinstance(self.optimize, bool): raise TypeError(f"optimize must be True or False, got {self.optimize!r}")
         if self.compute_dtype is not None: check_float_dtype(self.compute_dtype, 'compute_dtype')
+
+def _mixed_dtype(config, W):
+    return check_float_dtype(config.compute_dtype) if config.compute_dtype else None
+
+def _plan_mixedbit(model, found, config, calibration):
+    "`quantize_model`'s planner for `MixedBitConfig`: channel energies (when calibrated), one budget, the layers."
+    from qdora_lab.layer import channel_energy
+    names = {n for n, _ in found}
+    energies = None if calibration is None else channel_energy(model, calibration, lambda n, m: n in names)
+    plans = allocate_model_bits({n: m.weight.detach() for n, m in found}, config.target_bpw, energies,
+                                config.group_size, config.widths, config.optimize)
+    out = {}
+    for n, m in found:
+        plan, quants = plans[n]
+        out[n] = mixed_from_groups(quants, plan, m.bias, _mixed_dtype(config, m.weight))
+    return out
 
 @patch
 def requantize(self:MixedBitLinear,
@@ -472,12 +553,11 @@ def requantize(self:MixedBitLinear,
     return MixedBitLinear.from_linear(linear, self.bpw, group_size=self.group_size, widths=tuple(sorted(set(self.bits), reverse=True)),
                                       optimize=optimize, compute_dtype=self.compute_dtype if self.compute_dtype != torch.float64 else None)
 
-@register_quantizer(MixedBitConfig, is_plain_linear)
+@register_quantizer(MixedBitConfig, is_plain_linear, plan=_plan_mixedbit)
 def _quantize_mixedbit(linear, config, name):
-    "`quantize_model`'s builder for `MixedBitConfig`."
+    "One layer on its own budget (what the planner does for all layers at once)."
     return MixedBitLinear.from_linear(linear, config.target_bpw, group_size=config.group_size, widths=config.widths,
-                                      optimize=config.optimize,
-                                      compute_dtype=check_float_dtype(config.compute_dtype) if config.compute_dtype else None)
+                                      optimize=config.optimize, compute_dtype=_mixed_dtype(config, linear.weight))
 
 # %% ../nbs/09_mixedbit.ipynb #6c4846bf
 def _unpack_gptq(qweight:Tensor, bits:int, rows:int)->Tensor:

@@ -14,14 +14,14 @@ from dataclasses import dataclass, asdict, fields, is_dataclass
 from pathlib import Path
 import torch
 from torch import nn, Tensor
-from .core import check_int, check_tensor, save_safetensors, read_safetensors
-from .layer import (QuantizedLinear, DenseLinear, find_modules, replace_modules, quantizer_for,
-                             is_plain_linear, layer_from_config)
+from .core import check_choice, check_int, check_tensor, save_safetensors, read_safetensors
+from .layer import (QuantizedLinear, DenseLinear, find_modules, replace_modules, quantizer_for, PLANNERS,
+                             is_plain_linear, layer_from_config, channel_energy)
 from .linear import QLinear, QuantConfig
 from .mixedbit import MixedBitConfig
 from .tinygemm import TinyGemmLinear, TinyGemmConfig
 from .qat import QATConfig, FakeQuantizedLinear
-from .dora import QDoRALinear, _check_number
+from .dora import QDoRALinear, INIT_MODES, _check_number
 
 # %% ../nbs/13_model.ipynb #60a2dcbe
 def name_matches(
@@ -60,6 +60,7 @@ def quantize_model(
     config=None,         # QuantConfig, MixedBitConfig, TinyGemmConfig or QATConfig; None: QuantConfig() (4-bit, g64)
     skip=None,           # names/patterns of layers to keep as they are (see `name_matches`)
     progress:bool=False, # show a progress bar
+    calibration=None,    # function(model) running calibration inputs, for configs that measure them (MixedBitConfig)
 )->dict:                 # size report: layers, bytes_before, bytes_after, config
     "Replace every layer `config`'s quantizer targets (plain `nn.Linear` for most) in `model`, except `skip`."
     from tqdm.auto import tqdm
@@ -79,7 +80,9 @@ def quantize_model(
     def make(name, m):
         try: return build(m, config, name)
         except (ValueError, TypeError) as e: raise type(e)(f"layer {name!r} ({type(m).__name__}): {e}") from None
-    new = {name: make(name, m) for name, m in tqdm(found, desc=f'quantize ({type(config).__name__})', disable=not progress)}
+    planner = PLANNERS.get(type(config))
+    if planner is not None: new = planner(model, found, config, calibration)          # choices across all layers
+    else: new = {name: make(name, m) for name, m in tqdm(found, desc=f'quantize ({type(config).__name__})', disable=not progress)}
     replace_modules(model, found, lambda n, m: new[n])
     return dict(layers=len(found), bytes_before=before, bytes_after=model_bytes(model), config=config_dict(config))
 
@@ -93,6 +96,8 @@ class DoRAConfig:
     use_rslora:bool=False    # rank-stabilised scaling
     target_modules:list=None # names/patterns; None: every quantized layer (or every nn.Linear when none is quantized)
     recompute:bool=False     # QDoRALinear's memory mode: True recomputes x W^T in backward (strictly LoRA's memory)
+    init:str='default'       # 'default': B = 0 (peft's); 'residual': fit the quantization residual (needs the fp model)
+    loftq_iters:int=0        # with init='residual': LoftQ rounds re-quantizing the base (0: keep the base's codes)
 
     def __post_init__(self):
         self.r = check_int(self.r, 'r')
@@ -105,6 +110,8 @@ class DoRAConfig:
         elif t is not None and (not isinstance(t, (list, tuple)) or not all(isinstance(p, str) for p in t)):
             raise TypeError(f"target_modules must be None, a string or a list of strings, got {t!r}")
         elif t is not None: self.target_modules = list(t)
+        check_choice(self.init, 'init', INIT_MODES)
+        self.loftq_iters = check_int(self.loftq_iters, 'loftq_iters', 0)
 
     def layer_kwargs(self)->dict:
         "The `QDoRALinear` arguments this config sets."
@@ -114,7 +121,9 @@ def _adaptable(m): return isinstance(m, QuantizedLinear) or is_plain_linear(m)
 
 def add_dora(
     model:nn.Module,         # a model, usually after `quantize_model`
-    config:DoRAConfig=None,  # adapter rank, scaling and targets
+    config:DoRAConfig=None,  # adapter rank, scaling, targets and initialisation
+    reference:nn.Module=None, # the full-precision model (same architecture): needed by init='residual'
+    calibration=None,        # function(model) running calibration inputs: fit the residual in output space
 )->nn.Module:
     "Freeze `model` and wrap its target linear layers in `QDoRALinear`; returns `model`."
     config = DoRAConfig() if config is None else config
@@ -131,10 +140,27 @@ def add_dora(
     for name, m in targets:
         if min(m.in_features, m.out_features) < config.r:
             raise ValueError(f"r={config.r} is larger than min(in, out)={min(m.in_features, m.out_features)} of layer {name!r}")
+    if config.init == 'residual': weights, energy = _residual_inputs(targets, reference, calibration)
     for p in model.parameters(): p.requires_grad_(False)
     replace_modules(model, targets, lambda n, m: QDoRALinear(m, **config.layer_kwargs()))
+    if config.init == 'residual':
+        mods = dict(model.named_modules())
+        for n, _ in targets: mods[n].init_from_residual(weights[n], energy.get(n), iters=config.loftq_iters)
     model.dora_config = config_dict(config)
     return model
+
+def _residual_inputs(targets, reference, calibration):
+    "The full-precision weights of `targets` from `reference`, and (with calibration) their input channel energies."
+    if reference is None:
+        raise ValueError("DoRAConfig(init='residual') fits the quantization residual W - Q(W): pass the full-precision "
+                         "model as add_dora(model, config, reference=fp_model)")
+    ref = dict(reference.named_modules())
+    bad = [n for n, _ in targets if not isinstance(ref.get(n), nn.Linear)]
+    if bad: raise ValueError(f"reference has no nn.Linear at {bad[:3]}; give the full-precision model the quantized one came from")
+    weights = {n: ref[n].weight.detach() for n, _ in targets}
+    names = set(weights)
+    energy = {} if calibration is None else channel_energy(reference, calibration, lambda n, m: n in names)
+    return weights, energy
 
 def trainable_parameters(
     model:nn.Module, # any module
