@@ -6,7 +6,8 @@
 #   2. in parallel: the `#| cuda` cells of the kernel (05), linear (08), tinygemm (10) and dora (12) chapters
 #      (QL_TEST_FLAGS=cuda, i.e. nbdev-test --flags cuda), and bench/sanitize_kernels.py without a sanitizer
 #      (every kernel variant on small shapes, checked; it also fills CuPy's kernel cache);
-#   3. alone on the GPU: bench/kernels.py, the side-by-side benchmark -> OUTDIR/kernels.{json,md};
+#   3. alone on the GPU: bench/kernels.py, the side-by-side benchmark -> OUTDIR/kernels.{json,md}, and
+#      bench/dora_step.py gpu, the training step beside dense LoRA and peft (issue 12) -> OUTDIR/dora_step_gpu.{json,md};
 #   4. compute-sanitizer memcheck over every variant, racecheck over the matmuls (the shared-memory kernels).
 #
 # Each stage has a time limit and a share of a global deadline; a failed or timed-out stage is recorded and the
@@ -39,6 +40,7 @@ write_summary() {
     echo "|---|---|---|"
     for r in "${rows[@]}"; do echo "$r"; done
     if [ -f "$out/kernels.md" ]; then echo; sed 's/^# /## /' "$out/kernels.md"; fi
+    for f in "$out"/dora_step_gpu*.md; do [ -f "$f" ] && { echo; sed 's/^# /## /' "$f"; }; done
   } >"$summary"
 }
 
@@ -87,6 +89,7 @@ if [ $dry -eq 1 ]; then
   stage "dry run: bash -n" 10 bash -n "$0"
   stage "dry run: sanitize_kernels.py" 120 python3 bench/sanitize_kernels.py --dry-run
   stage "dry run: kernels.py" 120 python3 bench/kernels.py --dry-run --out "$out"
+  stage "dry run: dora_step.py gpu" 180 python3 bench/dora_step.py gpu --dry-run --out "$out"
   write_summary; cat "$summary"; exit 0
 fi
 
@@ -111,8 +114,9 @@ tests() {
 }
 stage "cuda cells (05, 08, 10, 12) + every kernel variant checked" 150 tests
 
-# ---- 3. the benchmark, alone on the GPU ----
+# ---- 3. the benchmarks, alone on the GPU ----
 stage "benchmark bench/kernels.py" 170 python3 bench/kernels.py --out "$out"
+stage "benchmark bench/dora_step.py gpu (issue 12)" 100 python3 bench/dora_step.py gpu --out "$out"
 
 # ---- 4. compute-sanitizer ----
 if [ -n "$sanitizer" ]; then

@@ -272,8 +272,7 @@ def write(args, info, rows, drows, notes):
     how = sorted({f"{k}: {v}" for r in rows + drows for k, v in r.items() if k.endswith('_how') and v != 'graph'})
     if how: L += ["\nTimed eagerly (CUDA graph capture failed): " + '; '.join(how)]
     L += ["\n## Training step (issue 12)\n",
-          "<!-- PLACEHOLDER: the lead adds the QDoRA forward+backward benchmark here (issue 12); not measured by this script. -->",
-          "_Not measured here: to be added by issue 12._\n"]
+          "_Measured by `bench/dora_step.py gpu` (its own table, `dora_step_gpu.md`, in the same OUTDIR)._\n"]
     if notes: L += ["\n## Errors\n", '```', *notes, '```']
     (out / 'kernels.md').write_text('\n'.join(L) + '\n')
 

@@ -134,9 +134,12 @@ class DoRAFunction(torch.autograd.Function):
             if ctx.recompute:
                 XW = x @ W.T if W is not None else base.matmul(x)
                 gm = ((XW * g).sum(0, dtype=nd) + s * (B.to(nd) * G.to(nd)).sum(1)) / n
-            else:                                      # sum_M g P / n = (sum_M g y - b sum_M g) / m
-                gy = torch.einsum('mo,mo->o', g.to(nd), y.to(nd)) if g.dtype != nd else torch.einsum('mo,mo->o', g, y)
-                if bias is not None: gy = gy - bias.to(nd) * gsum.to(nd)
+            else:                                      # sum_M g P / n = sum_M g (y - b) / m
+                if g.dtype == nd:                      # float32/64: subtract b sum_M g afterwards (no [M, out] temporary)
+                    gy = torch.einsum('mo,mo->o', g, y)
+                    if bias is not None: gy = gy - bias * gsum
+                else:                                  # bf16/fp16: y - b first (b sum g would cancel in low precision)
+                    gy = torch.einsum('mo,mo->o', g, y if bias is None else y - bias).to(nd)
                 gm = gy / m.to(nd)
                 rows = _guard_rows(c, m, y.dtype)
                 if len(rows):                          # P of those rows, exactly: x W_r^T + s u B_r^T

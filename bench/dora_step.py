@@ -1,0 +1,202 @@
+"""bench/dora_step.py: the QDoRA training step beside the anchors, side by side in one process.
+
+    python bench/dora_step.py cpu   [--reps 5]    # writes bench/results/dora_step_cpu.md (+ .json)
+    python bench/dora_step.py gpu   [--reps 50]   # writes OUT/dora_step_gpu.md (+ .json); run by bench/gpu_check.sh
+    python bench/dora_step.py gpu --dry-run       # the GPU script's shapes shrunk, on the CPU (argument and path check)
+
+CPU (2-core machine like CI's; float32): one AdamW training step (forward, backward, update) of
+  * one 1024 x 1024 layer, M = 512 tokens, r = 16;
+  * all-MiniLM-L6-v2 (37 linear layers), embedding distillation, batch 32 sentences, r = 16, 3-bit and 2-bit g64;
+  * SmolLM2-135M (210 linear layers), next-token loss, batch 4 x 64 tokens, r = 8, 3-bit g64;
+each for: dense LoRA (peft, fp32 weights), peft DoRA on hqq 0.2.8's HQQLinear (same bits and group size), and ours
+(`quantize_model` + `add_dora`). The steps are interleaved model by model, repetition by repetition; the table gives
+medians, ours / peft-on-hqq, ours / dense LoRA, and the activation bytes autograd saves in one forward (public
+`saved_tensors_hooks`, counted once per storage, parameters and buffers excluded).
+GPU (bf16): forward + backward of one layer with x requiring grad, r = 16, for dense LoRA (peft), peft DoRA on the
+dense layer and on hqq 4-bit, ours on 4-bit and 3-bit QLinear, at 4096x4096 M=2048 and M=8192 and 11008x4096 M=8192
+(the shapes of ../shared/ANCHORS.md), CUDA events around each step after warm-up, medians, and the extra peak memory
+of a step (torch.cuda.max_memory_allocated above the level before it).
+"""
+import argparse, copy, json, sys, time
+from pathlib import Path
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from qdora_lab.core import quiet_imports
+from qdora_lab.model import QuantConfig, DoRAConfig, quantize_model, add_dora
+
+
+def _peft():
+    with quiet_imports():
+        import peft
+        from hqq.core.quantize import HQQLinear, BaseQuantizeConfig, HQQBackend
+    return peft, HQQLinear, BaseQuantizeConfig
+
+
+def linear_names(model): return [n for n, m in model.named_modules() if type(m) is nn.Linear]
+
+
+def peft_model(fp, r, use_dora, nbits=None, skip=(), dtype=torch.float32, device='cpu'):
+    "peft LoRA/DoRA (alpha = 2r) on a copy of `fp`, optionally with every linear layer (but `skip`) replaced by HQQLinear."
+    peft, HQQLinear, BQC = _peft()
+    m = copy.deepcopy(fp)
+    names = [n for n in linear_names(m) if n.rsplit('.', 1)[-1] not in skip]
+    if nbits is not None:
+        for n in names:
+            parent, _, child = n.rpartition('.')
+            h = HQQLinear(m.get_submodule(n), BQC(nbits=nbits, group_size=64), compute_dtype=dtype, device=str(device), del_orig=True)
+            setattr(m.get_submodule(parent) if parent else m, child, h)
+    cfg = peft.LoraConfig(r=r, lora_alpha=2 * r, target_modules=sorted({n.rsplit('.', 1)[-1] for n in names}),
+                          use_dora=use_dora, lora_dropout=0.0)
+    return peft.get_peft_model(m, cfg)
+
+
+def ours(fp, r, nbits, skip=None):
+    m = copy.deepcopy(fp)
+    quantize_model(m, QuantConfig(nbits=nbits, group_size=64), skip=skip)
+    return add_dora(m, DoRAConfig(r=r, alpha=2 * r))
+
+
+def saved_bytes(fn, model):
+    "Bytes of distinct storages autograd saves while `fn()` runs a forward, parameters and buffers excluded."
+    skip = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    seen = {}
+    def pack(t):
+        st = t.untyped_storage()
+        if st.data_ptr() not in skip: seen[st.data_ptr()] = st.nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t): fn()
+    return sum(seen.values())
+
+
+def interleaved(steps:dict, reps:int)->dict:
+    "Median seconds of each step function, interleaved rep by rep after one warm-up step each."
+    for f in steps.values(): f()
+    ts = {k: [] for k in steps}
+    for _ in range(reps):
+        for k, f in steps.items():
+            t = time.perf_counter(); f(); ts[k].append(time.perf_counter() - t)
+    return {k: sorted(v)[len(v) // 2] for k, v in ts.items()}
+
+
+def train_step(model, loss_fn, lr=2e-3):
+    "A function doing one AdamW step of `model` on `loss_fn(model)`."
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    def step():
+        loss = loss_fn(model); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    return step
+
+
+def rows_for(name, models:dict, loss_fn, reps):
+    "Timing and saved-memory rows for one workload, ours against each anchor."
+    t = interleaved({k: train_step(m, loss_fn) for k, m in models.items()}, reps)
+    mem = {k: saved_bytes(lambda: loss_fn(m), m) for k, m in models.items()}
+    lora, peft_hqq = t.get('dense LoRA (peft)'), next((t[k] for k in t if k.startswith('peft DoRA on hqq')), None)
+    out = []
+    for k in models:
+        out.append({'workload': name, 'model': k, 'step (s)': t[k], 'saved (MiB)': mem[k] / 2**20,
+                    '/ peft DoRA on hqq': t[k] / peft_hqq if peft_hqq else None, '/ dense LoRA': t[k] / lora if lora else None})
+        print(out[-1], flush=True)
+    return out
+
+
+def cpu(a):
+    from qdora_lab import recipes
+    torch.manual_seed(0)
+    rows = []
+    # one layer
+    lin = nn.Sequential(nn.Linear(1024, 1024))
+    x = torch.randn(512, 1024)
+    loss = lambda m: m(x).pow(2).mean()
+    rows += rows_for('one layer 1024x1024, M=512, r=16', {
+        'dense LoRA (peft)': peft_model(lin, 16, False), 'peft DoRA on hqq 4-bit': peft_model(lin, 16, True, 4),
+        'ours 4-bit': ours(lin, 16, 4)}, loss, a.reps)
+    # MiniLM distillation
+    fp, tok, _ = recipes.load_model(recipes.minilm_dir())
+    sents = recipes.english_sentences()[:32]
+    with torch.no_grad(): target = recipes.embed(fp, tok, sents)
+    dloss = lambda m: (1 - (recipes.embed(m, tok, sents) * target).sum(-1)).mean()
+    for nb in (3, 2):
+        rows += rows_for(f'MiniLM distillation, batch 32, r=16, {nb}-bit', {
+            'dense LoRA (peft)': peft_model(fp, 16, False), f'peft DoRA on hqq {nb}-bit': peft_model(fp, 16, True, nb),
+            f'ours {nb}-bit': ours(fp, 16, nb)}, dloss, a.reps)
+    # causal LM
+    if not a.skip_lm:
+        try: lm, ltok = recipes.load_smollm2()
+        except Exception as e: print(f"SmolLM2 not available ({e}); skipping the causal-LM rows"); lm = None
+        if lm is not None:
+            ids = torch.tensor(ltok(' '.join(recipes.english_sentences()[:400]))['input_ids'][:256]).view(4, 64)
+            lmloss = lambda m: m(input_ids=ids, labels=ids).loss
+            rows += rows_for('SmolLM2-135M next-token, batch 4x64, r=8, 3-bit', {
+                'dense LoRA (peft)': peft_model(lm, 8, False, skip=('lm_head',)),
+                'peft DoRA on hqq 3-bit': peft_model(lm, 8, True, 3, skip=('lm_head',)),
+                'ours 3-bit': ours(lm, 8, 3, skip=['lm_head'])}, lmloss, max(2, a.reps // 2))
+    return rows
+
+
+def gpu(a):
+    dev = 'cpu' if a.dry_run else 'cuda'
+    dt = torch.float32 if a.dry_run else torch.bfloat16
+    shapes = [(256, 256, 64), (256, 256, 128)] if a.dry_run else [(4096, 4096, 2048), (4096, 4096, 8192), (11008, 4096, 8192)]
+    sync = (lambda: None) if a.dry_run else torch.cuda.synchronize
+    rows = []
+    for N, K, M in shapes:
+        torch.manual_seed(0)
+        lin = nn.Sequential(nn.Linear(K, N, bias=False)).to(dev, dt)
+        x = torch.randn(M, K, device=dev, dtype=dt, requires_grad=True)
+        g = torch.randn(M, N, device=dev, dtype=dt)
+        models = {'dense LoRA (peft)': peft_model(lin, 16, False, dtype=dt, device=dev),
+                  'peft DoRA (dense)': peft_model(lin, 16, True, dtype=dt, device=dev),
+                  'peft DoRA on hqq 4-bit': peft_model(lin, 16, True, 4, dtype=dt, device=dev),
+                  'ours 4-bit': ours(lin, 16, 4).to(dev), 'ours 3-bit': ours(lin, 16, 3).to(dev)}
+        for m in models.values():
+            for p in m.parameters():
+                if p.requires_grad: p.data.normal_(0, 0.01)
+        def step(m): m(x).backward(g); x.grad = None
+        times, peaks = {}, {}
+        for k, m in models.items():
+            for _ in range(3): step(m)
+            sync()
+            if not a.dry_run:
+                torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
+                step(m); sync(); peaks[k] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        for r in range(a.reps):
+            for k, m in models.items():
+                if a.dry_run: t0 = time.perf_counter(); step(m); times.setdefault(k, []).append((time.perf_counter() - t0) * 1e3); continue
+                e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                e0.record(); step(m); e1.record(); sync(); times.setdefault(k, []).append(e0.elapsed_time(e1))
+        med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        for k in models:
+            rows.append({'layer (out x in)': f'{N}x{K}', 'M': M, 'model': k, 'fwd+bwd (ms)': med[k],
+                         '/ dense LoRA': med[k] / med['dense LoRA (peft)'], 'extra peak (MiB)': peaks.get(k)})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('device', choices=['cpu', 'gpu'])
+    p.add_argument('--reps', type=int, default=None)
+    p.add_argument('--dry-run', action='store_true')
+    p.add_argument('--skip-lm', action='store_true', help='CPU: leave out the SmolLM2 rows')
+    p.add_argument('--out', default=None, help='folder for the results (default bench/results)')
+    a = p.parse_args(argv)
+    if a.reps is None: a.reps = 5 if a.device == 'cpu' else 30
+    if a.dry_run: a.reps = 2
+    t0 = time.time()
+    rows = cpu(a) if a.device == 'cpu' else gpu(a)
+    from tabulate import tabulate
+    dev = (f"CPU ({torch.get_num_threads()} threads), float32" if a.device == 'cpu' or a.dry_run else
+           f"{torch.cuda.get_device_name()}, bfloat16")
+    md = (f"# QDoRA training step beside the anchors ({a.device}{', dry run' if a.dry_run else ''})\n\n"
+          f"`python bench/dora_step.py {a.device}` on {dev}; medians of {a.reps} interleaved repetitions; {time.time() - t0:.0f} s in all.\n\n"
+          + tabulate(rows, headers='keys', tablefmt='github', floatfmt='.3f') + '\n')
+    out = Path(a.out or ROOT/'bench'/'results'); out.mkdir(parents=True, exist_ok=True)
+    stem = out/f"dora_step_{a.device}{'_dry' if a.dry_run else ''}"
+    stem.with_suffix('.md').write_text(md); stem.with_suffix('.json').write_text(json.dumps(rows, indent=1))
+    print(md)
+
+
+if __name__ == '__main__': main()
