@@ -3,12 +3,13 @@
 #
 #   1. install the wheelhouse in .whl/ (nbdev, fastcore, hqq, torchao for Python 3.12; built on a CPU machine by
 #      ../shared/offline-gpu/make-wheels .whl) into /tmp/site, and put the checkout on PYTHONPATH;
-#   2. in parallel: the `#| cuda` cells of the kernel (05), linear (08), tinygemm (10) and dora (12) chapters
+#   2. in parallel: the `#| cuda` cells of the kernel (05), linear (08), mixed-bit (09), tinygemm (10) and dora (12) chapters
 #      (QL_TEST_FLAGS=cuda, i.e. nbdev-test --flags cuda), and bench/sanitize_kernels.py without a sanitizer
 #      (every kernel variant on small shapes, checked; it also fills CuPy's kernel cache);
 #   3. alone on the GPU: bench/kernels.py, the side-by-side benchmark -> OUTDIR/kernels.{json,md}, and
 #      bench/dora_step.py gpu, the training step beside dense LoRA and peft (issue 12) -> OUTDIR/dora_step_gpu.{json,md};
-#   4. compute-sanitizer memcheck over every variant, racecheck over the matmuls (the shared-memory kernels).
+#   4. compute-sanitizer memcheck over every variant, racecheck over the shared-memory kernels (the matmuls, the
+#      mixed-bit dequantize).
 #
 # Each stage has a time limit and a share of a global deadline; a failed or timed-out stage is recorded and the
 # next one still runs. OUTDIR/summary.md is rewritten after every stage; all output goes to OUTDIR/gpu_check.log.
@@ -100,7 +101,7 @@ nbtest() {  # one chapter's cuda cells, its own log, a PASS/FAIL line
 }
 tests() {
   local pids=() f
-  for f in nbs/05_kernels.ipynb nbs/08_linear.ipynb nbs/10_tinygemm.ipynb nbs/12_dora.ipynb; do
+  for f in nbs/05_kernels.ipynb nbs/08_linear.ipynb nbs/09_mixedbit.ipynb nbs/10_tinygemm.ipynb nbs/12_dora.ipynb; do
     if [ -f "$f" ]; then nbtest "$f" >"$out/.res_$(basename "$f")" 2>&1 & pids+=($!); fi
   done
   python3 bench/sanitize_kernels.py >"$out/.sanitize_plain.log" 2>&1 & local sp=$!
@@ -112,7 +113,7 @@ tests() {
   echo "notebooks: $p passed, $f2 failed; sanitize_kernels.py rc $src"
   [ "$f2" -eq 0 ] && [ $src -eq 0 ]
 }
-stage "cuda cells (05, 08, 10, 12) + every kernel variant checked" 150 tests
+stage "cuda cells (05, 08, 09, 10, 12) + every kernel variant checked" 150 tests
 
 # ---- 3. the benchmarks, alone on the GPU ----
 stage "benchmark bench/kernels.py" 170 python3 bench/kernels.py --out "$out"
@@ -122,7 +123,7 @@ stage "benchmark bench/dora_step.py gpu (issue 12)" 100 python3 bench/dora_step.
 if [ -n "$sanitizer" ]; then
   export PYTORCH_NO_CUDA_MEMORY_CACHING=1   # one allocation per tensor, so memcheck sees out-of-bounds accesses
   stage "compute-sanitizer memcheck (every variant)" 110 "$sanitizer" --tool memcheck --error-exitcode 9 python3 bench/sanitize_kernels.py
-  stage "compute-sanitizer racecheck (matmuls)" 70 "$sanitizer" --tool racecheck --error-exitcode 9 python3 bench/sanitize_kernels.py --only matmul --quick
+  stage "compute-sanitizer racecheck (shared-memory kernels)" 70 "$sanitizer" --tool racecheck --error-exitcode 9 python3 bench/sanitize_kernels.py --only matmul,mb_dequantize,mb_matmul --quick
   unset PYTORCH_NO_CUDA_MEMORY_CACHING
 else
   rows+=("| compute-sanitizer | skipped (not found) | 0 |")

@@ -5,7 +5,10 @@ One process, interleaved per shape, so the ratios are comparable:
     (`torch.ops.aten._weight_int4pack_mm`) | hqq 0.2.8 `HQQLinear`, PYTORCH backend | ours (`HQQPlan.matmul`,
     meta in bf16 as the layers store it);
   * dequantize 4096x4096 to bf16: ours (`HQQPlan.dequantize`), hqq's `HQQLinear.dequantize`, and ours as a
-    fraction of the device-to-device copy bandwidth measured in the same run.
+    fraction of the device-to-device copy bandwidth measured in the same run;
+  * mixed-bit (`MixedBitLinear` through `MixedBitPlan`): 4096x4096 with 16/32/16 groups of 64 at 4/3/2 bits (3.0 bits
+    per code, 3.5 bpw with its fp16 scale and zero), y = x @ W.T at M = 1 and 8 against dense bf16, and its
+    dequantize to bf16.
 
 Method: every candidate's weights are replicated into enough copies to exceed 2x the L2 cache and the timed
 calls rotate through them (no L2-resident weights); each timing is a CUDA graph of `REPS` rotated calls
@@ -40,6 +43,9 @@ ANCHORS = {('4096x4096', 1): (23.3, 11.4), ('11008x4096', 1): (46.4, 21.9), ('40
            ('11008x4096', 16): (46.7, 57.3)}
 DEQUANTS = [('4096x4096 4-bit -> bf16', 4096, 4096, 4, 15.0), ('4096x4096 3-bit -> bf16', 4096, 4096, 3, None),
             ('4096x4096 2-bit -> bf16', 4096, 4096, 2, None)]
+MIXED = [('4096x4096 M=1 mixed 4/3/2-bit', 4096, 4096, 1, (0, 0, 0, 16, 32, 16), 64),
+         ('4096x4096 M=8 mixed 4/3/2-bit', 4096, 4096, 8, (0, 0, 0, 16, 32, 16), 64)]
+MIXED_DEQ = [('4096x4096 mixed 4/3/2-bit -> bf16', 4096, 4096, (0, 0, 0, 16, 32, 16), 64)]
 REPS, TRIALS = 20, 15
 
 
@@ -139,6 +145,28 @@ def hqq_layer(W, bits):
         return None, f'{type(e).__name__}: {e}'
 
 
+def mixed(N, K, counts, g, dev, seed=0):
+    "A MixedBitLinear (random codes, groups of each width shuffled, bf16 compute) and plans over copies of it."
+    from qdora_lab.mixedbit import MixedBitLinear, WIDTHS
+    from qdora_lab.cuda import MixedBitPlan
+    gen = torch.Generator().manual_seed(seed)
+    bits = [b for b, n in zip(WIDTHS, counts) for _ in range(n)]
+    bits = [bits[i] for i in torch.randperm(len(bits), generator=gen).tolist()]
+    codes = torch.cat([torch.randint(0, 2**b, (N, g), generator=gen) for b in bits], 1)
+    scale = (torch.rand(N, len(bits), generator=gen) / 2**max(bits) / K**0.5).half()
+    zero = (torch.rand(N, len(bits), generator=gen) * 2**max(bits)).half()
+    ml = MixedBitLinear(codes, bits, scale, zero, torch.randperm(K, generator=gen), compute_dtype=BF).to(dev)
+    if dev != 'cuda': return ml, []
+    pl = [getattr(ml, n) for n in ml._planes]
+    nbytes = sum(t.numel() for t in pl) + 4 * scale.numel()
+    plans = []
+    for i in range(copies_for(nbytes)):
+        cp = pl if i == 0 else [t.clone() for t in pl]
+        s_, z_ = (ml.scale, ml.zero) if i == 0 else (ml.scale.clone(), ml.zero.clone())
+        plans.append((MixedBitPlan(cp, counts=ml.counts.tolist(), group_size=g, perm=ml.perm, scaled_zero=False, shape=(N, K)), s_, z_))
+    return ml, plans
+
+
 def check_ours(plan, q, s, z, x, N, K, bits):
     "Assert the fused result is within tolerance of the fp32 reference: ||y - ref||_inf <= 2^-7 ||ref||_inf."
     from qdora_lab.quant import dequantize_packed
@@ -234,17 +262,63 @@ def run(args):
         drows.append(row)
         print(json.dumps(row), flush=True)
         write(args, info, rows, drows, notes)
+    mrows = []
+    for label, N, K, M, counts, g in sel(MIXED):
+        t0 = time.time()
+        row = dict(work=label, N=N, K=K, M=M, counts=counts, group_size=g)
+        try:
+            ml, plans = mixed(N, K, counts, g, dev)
+            row['bpw'] = float(ml.bpw)
+            x = torch.randn(M, K, device=dev, dtype=BF)
+            ref = x.float() @ ml._dequantize(torch.float32).t()
+            y = plans[0][0].matmul(x, plans[0][1], plans[0][2]) if plans else ref.to(BF)
+            row['ours_err'] = float((y.float() - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
+            if not row['ours_err'] <= 2**-7: raise AssertionError(f"ours is off by {row['ours_err']:.3g} on {label}")
+            if dev == 'cuda':
+                W = ml._dequantize(BF)
+                Ws = [W] + [W.clone() for _ in range(copies_for(W.numel() * 2) - 1)]
+                row['dense_us'], row['dense_how'] = timed([lambda w=w: F.linear(x, w) for w in Ws])
+                del Ws, W
+                row['ours_us'], row['ours_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, s, z in plans])
+                row['ours_kernel'] = repr(plans[0][0])
+        except Exception as e:
+            row['error'] = f'{type(e).__name__}: {e}'
+            notes.append(f"{label}: {traceback.format_exc(limit=3)}")
+        row['secs'] = round(time.time() - t0, 1)
+        mrows.append(row)
+        print(json.dumps(row), flush=True)
+        write(args, info, rows, drows, notes, mrows)
+    for label, N, K, counts, g in sel(MIXED_DEQ):
+        row = dict(work=label, N=N, K=K, counts=counts, group_size=g, mixed=True)
+        try:
+            ml, plans = mixed(N, K, counts, g, dev)
+            row['MB'] = (ml.storage_bits() / 8 + N * K * 2) / 1e6
+            if dev == 'cuda':
+                if not torch.equal(plans[0][0].dequantize(plans[0][1], plans[0][2], BF), ml._dequantize(BF)):
+                    raise AssertionError("mixed-bit dequantize is not bit-exact")
+                outs = [torch.empty(N, K, dtype=BF, device=dev) for _ in range(2)]
+                row['ours_us'], row['ours_how'] = timed([lambda p=p, s=s, z=z, i=i: p.dequantize(s, z, BF, out=outs[i % 2])
+                                                         for i, (p, s, z) in enumerate(plans)])
+                row['ours_TBps'] = row['MB'] / row['ours_us']
+                row['pct_of_copy'] = 100 * row['ours_TBps'] / info['copy_TBps']
+            else: ml._dequantize(BF)  # the reference path runs
+        except Exception as e:
+            row['error'] = f'{type(e).__name__}: {e}'
+            notes.append(f"{label}: {traceback.format_exc(limit=3)}")
+        drows.append(row)
+        print(json.dumps(row), flush=True)
+        write(args, info, rows, drows, notes, mrows)
     return rows, drows
 
 
 def f1(v): return '-' if v is None else f'{v:.1f}' if isinstance(v, (int, float)) else str(v)
 
 
-def write(args, info, rows, drows, notes):
+def write(args, info, rows, drows, notes, mrows=()):
     "Write OUTDIR/kernels.json and OUTDIR/kernels.md with whatever has been measured so far."
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / 'kernels.json').write_text(json.dumps(dict(info=info, matmul=rows, dequantize=drows, notes=notes), indent=1))
+    (out / 'kernels.json').write_text(json.dumps(dict(info=info, matmul=rows, dequantize=drows, mixed=list(mrows), notes=notes), indent=1))
     L = [f"# CUDA kernels benchmark (issue 11)\n",
          f"Device: **{info['device']}**; torch {info['torch']}; started {info['started']}. "
          + (f"Device-to-device copy {info['copy_TBps']:.2f} TB/s (read + write). " if info.get('copy_TBps') else '')
@@ -269,7 +343,17 @@ def write(args, info, rows, drows, notes):
         L.append(f"| {r['work']} | {f1(r.get('ours_us'))} | {f1(r.get('hqq_us'))} | {f1(r.get('MB'))} | "
                  f"{'-' if r.get('ours_TBps') is None else format(r['ours_TBps'], '.2f')} | {f1(r.get('pct_of_copy'))} | "
                  f"{f1(r.get('target_us'))} | {met} |" + (f" error: {r['error']}" if r.get('error') else ''))
-    how = sorted({f"{k}: {v}" for r in rows + drows for k, v in r.items() if k.endswith('_how') and v != 'graph'})
+    L += ["\n## Mixed-bit (MixedBitLinear, MixedBitPlan): y = x @ W.T\n",
+          "16/32/16 groups of 64 input channels at 4/3/2 bits in a random channel permutation (3.0 bits per code; bpw "
+          "counts the fp16 scale and zero and the permutation too); ours is the fused kernels (x permuted once, one "
+          "launch per width) at M <= 8.\n",
+          "| work | bpw | dense bf16 | ours | ours/dense | ours vs fp32 ref |", "|---|---|---|---|---|---|"]
+    for r in mrows:
+        ratio = '-' if not (r.get('ours_us') and r.get('dense_us')) else f"{r['dense_us'] / r['ours_us']:.2f}x faster"
+        L.append(f"| {r['work']} | {'-' if r.get('bpw') is None else format(r['bpw'], '.3f')} | {f1(r.get('dense_us'))} | "
+                 f"{f1(r.get('ours_us'))} | {ratio} | {'-' if r.get('ours_err') is None else format(r['ours_err'], '.1e')} |"
+                 + (f" error: {r['error']}" if r.get('error') else ''))
+    how = sorted({f"{k}: {v}" for r in [*rows, *drows, *mrows] for k, v in r.items() if k.endswith('_how') and v != 'graph'})
     if how: L += ["\nTimed eagerly (CUDA graph capture failed): " + '; '.join(how)]
     L += ["\n## Training step (issue 12)\n",
           "_Measured by `bench/dora_step.py gpu` (its own table, `dora_step_gpu.md`, in the same OUTDIR)._\n"]
@@ -288,6 +372,9 @@ def main(argv=None):
         global MATMULS, DEQUANTS
         MATMULS = [(f'{N // 32}x{K // 32} M={M} {b}-bit', N // 32, K // 32, M, b, t) for l, N, K, M, b, t in MATMULS]
         DEQUANTS = [(f'{N // 32}x{K // 32} {b}-bit -> bf16', N // 32, K // 32, b, t) for l, N, K, b, t in DEQUANTS]
+        global MIXED, MIXED_DEQ  # 128x128: 1/2/1 groups of 32
+        MIXED = [(f'{N // 32}x{K // 32} M={M} mixed 4/3/2-bit', N // 32, K // 32, M, (0, 0, 0, 1, 2, 1), 32) for l, N, K, M, c, g in MIXED]
+        MIXED_DEQ = [(f'{N // 32}x{K // 32} mixed 4/3/2-bit -> bf16', N // 32, K // 32, (0, 0, 0, 1, 2, 1), 32) for l, N, K, c, g in MIXED_DEQ]
     run(args)
     print((Path(args.out) / 'kernels.md').read_text())
 

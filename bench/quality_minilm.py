@@ -3,7 +3,7 @@
     python bench/quality_minilm.py [--steps 100] [--quick]     # writes bench/results/quality_minilm.{md,json}
 
 Mean cosine similarity to the fp32 model's embeddings of 128 held-out sentences (Python's help text), for:
-  * uniform 4/3/2 bits (g64, axis 0 as the issue's anchor, and axis 1) and mixed 2.5/3.0 bits per weight (calibrated,
+  * uniform 4/3/2 bits (g64, axis 0 as the issue's anchor; --axis 1 for the other layout) and mixed 2.5/3.0 bits per weight (calibrated,
     one budget over the model, every bit of metadata counted);
   * PTQ (quantized, no adapter); QDoRA at step 0 with the residual initialisation (calibrated); after N steps of
     QDoRA distillation from the default init (B = 0) and from the residual init;
@@ -49,7 +49,8 @@ def main(argv=None):
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--r', type=int, default=16)
     p.add_argument('--n-train', type=int, default=512)
-    p.add_argument('--quick', action='store_true', help='3 steps, 2-bit axis 0 only (a dry run)')
+    p.add_argument('--axis', type=int, default=0, help='quantization axis of the uniform rows (the anchor: 0)')
+    p.add_argument('--quick', action='store_true', help='3 steps, 2 bits only (a dry run)')
     p.add_argument('--out', default=str(ROOT/'bench'/'results'/'quality_minilm'))
     a = p.parse_args(argv)
     if a.quick: a.steps = 3
@@ -63,7 +64,7 @@ def main(argv=None):
     def train_it(m):
         torch.manual_seed(0)
         return recipes.distill(m, tok, train, ref_t, steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=0)
-    configs = [('2-bit', 2, 0)] if a.quick else [(f'{b}-bit', b, ax) for b in (4, 3, 2) for ax in (0, 1)] + \
+    configs = [('2-bit', 2, a.axis)] if a.quick else [(f'{b}-bit', b, a.axis) for b in (4, 3, 2)] + \
               [('mixed 2.5 bpw', 2.5, None), ('mixed 3.0 bpw', 3.0, None)]
     rows, t0 = [], time.time()
     for name, bits, axis in configs:

@@ -1,13 +1,14 @@
-"""bench/sanitize_kernels.py: launch every kernel variant an `HQQPlan` can pick, on small shapes, and check each.
+"""bench/sanitize_kernels.py: launch every kernel variant an `HQQPlan` or a `MixedBitPlan` can pick, on small shapes, and check each.
 
 Made to run under compute-sanitizer (bench/gpu_check.sh does: memcheck over everything, racecheck over the
-matmuls, the only kernels with shared memory), and useful alone: every dequantize must be bit-exact with
-`qdora_lab.quant.dequantize_packed` (times row_scale), every fused matmul within 2^-7 (bf16) / 2^-9 (fp16)
-of the largest |y| of the fp32 reference. Outputs are poisoned (NaN) before each launch, so an unwritten
-element fails. Closes with 'N passed, N failed'.
+matmuls and the mixed-bit kernels, the ones with shared memory), and useful alone: every dequantize must be
+bit-exact with `qdora_lab.quant.dequantize_packed` (mixed-bit: `MixedBitLinear._dequantize`) times row_scale,
+every fused matmul within 2^-7 (bf16) / 2^-9 (fp16) of the largest |y| of the fp32 reference. Outputs are
+poisoned (NaN) before each launch, so an unwritten element fails. Closes with 'N passed, N failed'.
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck python bench/sanitize_kernels.py
     python bench/sanitize_kernels.py --dry-run      # CPU: the cases and the reference paths only
+    python bench/sanitize_kernels.py --only matmul,mb_dequantize,mb_matmul   # the kernels with shared memory
 """
 import argparse, sys, traceback
 from pathlib import Path
@@ -35,11 +36,62 @@ def cases(quick=False, only=None):
         for N, M in ((40, 1), (64, 9), (50, 3)):                   # 3-bit: chunks of one word in different groups
             out.append(('matmul', 3, 1, N, 192, 64, dt, dt, M))
         out.append(('matmul', 3, 1, 40, 128, 64, dt, f32, 2))
-    out = [c for c in out if only is None or c[0] == only]
+    # mixed-bit (MixedBitLinear): (kind, N, group_size, groups per width 8/6/5/4/3/2, dtype, scaled_zero, row_scale / M)
+    for N, g, counts in ((48, 32, (1, 2, 3, 1, 5, 2)), (80, 64, (0, 1, 2, 3, 2, 1))):   # every width; 80: a partial row block
+        for dt in (bf16, f16, f32):
+            out.append(('mb_dequantize', N, g, counts, dt, dt == f16, dt != f32))
+        for dt in (bf16, f16):
+            for M in (1, 8):
+                out.append(('mb_matmul', N, g, counts, dt, dt == f16, M))
+    out.append(('mb_dequantize', 32, 8, (2, 1, 3, 4, 5, 3), bf16, False, True))    # g = 8: many groups, no fused matmul
+    kinds = None if only is None else set(only.split(','))
+    out = [c for c in out if kinds is None or c[0] in kinds]
     return out[::4] if quick else out
 
 
+def mb_layer(N, g, counts, scaled, seed=0):
+    "A MixedBitLinear with random codes (groups of each width shuffled), fp16 scale/zero and a random permutation."
+    from qdora_lab.mixedbit import MixedBitLinear, WIDTHS
+    gen = torch.Generator().manual_seed(seed)
+    bits = [b for b, n in zip(WIDTHS, counts) for _ in range(n)]
+    bits = [bits[i] for i in torch.randperm(len(bits), generator=gen).tolist()]
+    codes = torch.cat([torch.randint(0, 2**b, (N, g), generator=gen) for b in bits], 1)
+    scale = (torch.rand(N, len(bits), generator=gen) * 0.1 + 1e-3).half()
+    zero = (torch.rand(N, len(bits), generator=gen) * 2**max(bits)).half()
+    if scaled: zero = (zero.float() * scale.float()).half()
+    return MixedBitLinear(codes, bits, scale, zero, torch.randperm(len(bits) * g, generator=gen), scaled_zero=scaled)
+
+
+def run_mb_case(c, dev):
+    from qdora_lab.cuda import MixedBitPlan
+    kind, N, g, counts, dt, scaled, extra = c
+    ml = mb_layer(N, g, counts, scaled).to(dev)
+    K = ml.in_features
+    plan = None if dev == 'cpu' else MixedBitPlan([getattr(ml, n) for n in ml._planes], counts=ml.counts.tolist(), group_size=g,
+                                                   perm=ml.perm, scaled_zero=scaled, shape=(N, K))
+    if kind == 'mb_dequantize':
+        rs = (torch.rand(N, device=dev) + 0.5) if extra else None
+        ref = ml._dequantize(dt)
+        if rs is not None: ref = (ref * rs[:, None]).to(dt)
+        if plan is None: return 'reference only'
+        out = torch.full((N, K), float('nan'), dtype=dt, device=dev)
+        got = plan.dequantize(ml.scale, ml.zero, dt, out=out, row_scale=rs)
+        torch.cuda.synchronize()
+        if not torch.equal(got, ref): raise AssertionError(f"not bit-exact: {(got != ref).sum().item()} of {ref.numel()} differ")
+        return repr(plan)
+    x = torch.randn(extra, K, device=dev, dtype=dt) / K**0.5
+    ref = x.float() @ ml._dequantize(torch.float32).t()
+    if plan is None: return 'reference only'
+    y = plan.matmul(x, ml.scale, ml.zero)
+    torch.cuda.synchronize()
+    tol = (2**-7 if dt == bf16 else 2**-9) * float(ref.abs().max())
+    err = float((y.float() - ref).abs().max())
+    if not err <= tol: raise AssertionError(f"max error {err:.3g} > {tol:.3g}")
+    return f"{repr(plan)} M={extra} err {err / float(ref.abs().max()):.1e}"
+
+
 def run_case(c, dev):
+    if c[0].startswith('mb_'): return run_mb_case(c, dev)
     from qdora_lab.quant import quantize, dequantize_packed
     from qdora_lab.cuda import HQQPlan, plan_layout
     kind, nb, ax, N, K, g, dt, md, extra = c
@@ -75,7 +127,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--dry-run', action='store_true', help='CPU: build the cases and run the reference paths only')
     ap.add_argument('--quick', action='store_true', help='every fourth case')
-    ap.add_argument('--only', default=None, help="'dequantize' or 'matmul'")
+    ap.add_argument('--only', default=None, help="kinds, comma-separated: dequantize, matmul, mb_dequantize, mb_matmul")
     a = ap.parse_args(argv)
     dev = 'cpu' if a.dry_run else 'cuda'
     if dev == 'cuda' and not torch.cuda.is_available(): sys.exit("needs a CUDA device (or --dry-run)")
@@ -84,7 +136,9 @@ def main(argv=None):
     for c in cases(a.quick, a.only):
         try:
             msg = run_case(c, dev); passed += 1
-            print(f"ok   {c[0]} {c[1]}-bit axis={c[2]} {c[3]}x{c[4]} g{c[5]} {c[6]} meta {c[7]}: {msg}", flush=True)
+            what = (f"{c[1]} rows g{c[2]} groups {c[3]} {c[4]} scaled_zero={c[5]}" if c[0].startswith('mb_')
+                    else f"{c[1]}-bit axis={c[2]} {c[3]}x{c[4]} g{c[5]} {c[6]} meta {c[7]}")
+            print(f"ok   {c[0]} {what}: {msg}", flush=True)
         except Exception:
             failed += 1
             print(f"FAIL {c}\n{traceback.format_exc(limit=4)}", flush=True)

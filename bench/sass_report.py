@@ -1,10 +1,11 @@
 """bench/sass_report.py: prove on a CPU what the CUDA kernels' machine code does, and what it costs on an H100.
 
-Compiles every kernel instance an `HQQPlan` can launch (`qdora_lab.cuda.kernel_instances()`) for sm_90 with
+Compiles every kernel instance an `HQQPlan` or a `MixedBitPlan` can launch (`qdora_lab.cuda.kernel_instances()`) for sm_90 with
 nvcc (-cubin), disassembles it (cuobjdump -sass; nvdisasm for the control-flow labels), and reports per
 kernel: registers, spills, stack frame (local memory), shared memory, load/store widths, subroutine calls,
 and instructions per weight in the main loop (the SASS between the loop's label and its backward branch,
-divided by the weights one thread handles per iteration, innermost loop with tensor-core instructions;
+divided by the weights one thread handles per iteration, innermost loop with tensor-core instructions, or with
+the 128-bit stores for the mixed-bit dequantize; when the compiler unrolled that loop, the weights of every copy;
 kernels without a loop: the whole body divided by the weights of one thread). Then a roofline lower bound for the H100 shapes of issue 11:
 
     bytes bound = bytes moved / 3.0 TB/s
@@ -177,6 +178,8 @@ def mem_ops(seq):
     "Counter of global loads/stores by their full opcode, local-memory and call instructions."
     return Counter(op for _, op, _ in seq if op.startswith(('LDG', 'STG', 'LDL', 'STL', 'CALL', 'RED', 'ATOM', 'LDS', 'STS')))
 
+DEQUANTIZE_KINDS = ('dequantize', 'mb_dequantize')
+
 
 def analyze():
     insts = instances()
@@ -197,19 +200,25 @@ def analyze():
             m = hits[0]
             body = funcs[m]
             seq = [b for b in body if b[0] != 'label']
-            loop = main_loop(body, 'HMMA') if d['loop'] else None
-            if d['loop'] and loop is None: raise RuntimeError(f"{d['name']}: no loop with HMMA found")
+            marker = d.get('loop_marker', 'HMMA')
+            loop = main_loop(body, marker) if d['loop'] else None
+            if d['loop'] and loop is None: raise RuntimeError(f"{d['name']}: no loop with {marker} found")
             part = loop if loop is not None else seq
             n_instr = sum(1 for _, op, _ in part if op != 'NOP')
-            r = dict(d, mangled=m, **res.get(m, {}), n_instr=n_instr, ipw=n_instr / d['weights_per_iter'],
-                     mem_all=mem_ops(seq), mem_loop=mem_ops(part), hmma=sum(op.startswith('HMMA') for _, op, _ in part))
+            hmma = sum(op.startswith('HMMA') for _, op, _ in part)
+            unroll = hmma / d['hmma_per_iter'] if d.get('hmma_per_iter') else 1  # copies of the iteration in the loop
+            if unroll != int(unroll) or unroll < 1: raise RuntimeError(f"{d['name']}: {hmma} HMMA in the loop, not a multiple of {d['hmma_per_iter']}")
+            wpi = d['weights_per_iter'] * int(unroll)
+            r = dict(d, mangled=m, **res.get(m, {}), n_instr=n_instr, ipw=n_instr / wpi, unroll=int(unroll), weights_loop=wpi,
+                     mem_all=mem_ops(seq), mem_loop=mem_ops(part), hmma=hmma)
             rows.append(r)
     shutil.rmtree(tmp, ignore_errors=True)
     return rows
 
 
 def weight_loads(r, ops):
-    "The weight loads (the only non-allocating ones: ld.global.nc.L1::no_allocate) by width."
+    "The weight loads by width: the only non-allocating ones (ld.global.nc.L1::no_allocate), or the opcodes the instance names."
+    if r.get('weight_ops'): return {op: n for op, n in ops.items() if op.startswith(r['weight_ops'])}
     return {op: n for op, n in ops.items() if op.startswith('LDG') and '.NA' in op}
 
 
@@ -222,16 +231,20 @@ def violations(r):
     wl = weight_loads(r, r['mem_all'])
     if not wl: bad.append('no weight load found')
     if any('.128' not in op for op in wl): bad.append(f'weight loads narrower than 128 bits: {wl}')
-    if r['kind'] != 'dequantize' and r['mem_all'].get('CALL.REL.NOINC', 0) + sum(n for op, n in r['mem_all'].items() if op.startswith('CALL')):
+    if r['kind'] not in DEQUANTIZE_KINDS and sum(n for op, n in r['mem_all'].items() if op.startswith('CALL')):
         bad.append('subroutine call in a matmul kernel')
-    if r['kind'] == 'dequantize':
+    if r['kind'] in DEQUANTIZE_KINDS:
         st = {op: n for op, n in r['mem_all'].items() if op.startswith('STG')}
         if any('.128' not in op for op in st): bad.append(f'stores narrower than 128 bits: {st}')
     if r['loop']:
         lw = weight_loads(r, r['mem_loop'])
-        bytes_loop = 16 * sum(lw.values())
-        want = r['weights_per_iter'] * (3.2 if r['nbits'] == 3 else r['nbits']) / 8
-        if abs(bytes_loop - want) > 1e-6: bad.append(f'the loop loads {bytes_loop} weight bytes per lane, expected {want}')
+        if 'loop_weight_loads' in r:  # the mixed-bit kernels: the loads one iteration issues (cp.async per block: see the kernel)
+            want = r['loop_weight_loads'] * r['unroll']
+            if sum(lw.values()) != want: bad.append(f'the loop issues {sum(lw.values())} weight loads, expected {want}')
+        else:
+            bytes_loop = 16 * sum(lw.values())
+            want = r['weights_per_iter'] * (3.2 if r['nbits'] == 3 else r['nbits']) / 8
+            if abs(bytes_loop - want) > 1e-6: bad.append(f'the loop loads {bytes_loop} weight bytes per lane, expected {want}')
     return bad
 
 
@@ -259,6 +272,25 @@ def shape_rows(rows):
     mm('4096x4096, M=16, 4-bit g64', 4096, 4096, 4, 16, 11.6)
     mm('4096x4096, M=64, 4-bit g64 (DoRA W A^T, r=64)', 4096, 4096, 4, 64, None)
     mm('4096x4096, M=16, 3-bit g64', 4096, 4096, 3, 16, None)
+    # the mixed-bit layer of bench/kernels.py: 4096x4096, g64, 16/32/16 groups at 4/3/2 bits (3.0 bits per code,
+    # fp16 scale+zero); one ql_mb_mm per width, back to back: the bounds add up
+    from qdora_lab.cuda import mb_layout, mb_mm_config, mb_dequantize_name
+    lay = mb_layout([0, 0, 0, 16, 32, 16], 64, (4096, 4096))
+    for M in (1, 8):
+        nbytes = t_issue = 0
+        names = []
+        for c in mb_mm_config(lay, bf, H100['sms']):
+            w, r = c.width, by_name[c.name]
+            nbytes += 4096 * w.groups * 64 * w.bits / 8 + 4096 * w.groups * 4 + M * w.groups * 64 * 2 + M * 4096 * 8
+            t_issue += 4096 * w.groups * 64 * r['ipw'] / 32 / ISSUE_RATE * 1e6
+            names.append(f"{w.bits}-bit {r['ipw']:.2f}")
+        out.append(dict(work=f'4096x4096, M={M}, mixed 4/3/2-bit g64 (3.0 bits/code)', kernel='ql_mb_mm<{4,3,2}, ql_bf16>',
+                        grid=(64, 5), ipw=sum(by_name[c.name]['ipw'] * c.width.groups for c in mb_mm_config(lay, bf)) / 64,
+                        bytes=nbytes, t_bytes=nbytes / H100['bw'] * 1e6, t_issue=t_issue, target=None))
+    r = by_name[mb_dequantize_name(bf, False, False)]
+    nbytes = 4096 * 4096 * 3 / 8 + 4096 * 64 * 4 + 4096 * 4096 * 2
+    out.append(dict(work='dequantize 4096x4096 mixed 4/3/2-bit -> bf16', kernel=r['name'], grid=(256, 3), ipw=r['ipw'],
+                    bytes=nbytes, t_bytes=nbytes / H100['bw'] * 1e6, t_issue=4096 * 4096 * r['ipw'] / 32 / ISSUE_RATE * 1e6, target=None))
     N = K = 4096
     r = by_name[dequantize_name(4, 1, bf, bf)]
     nbytes = N * K / 2 + 2 * (N * K // 64) * 2 + N * K * 2
@@ -276,10 +308,10 @@ def report(rows, shapes, nvrtc):
     from tabulate import tabulate
     kern = [[r['name'], r.get('regs'), f"{r.get('spill_st', 0)}/{r.get('spill_ld', 0)}", r.get('stack', 0), r.get('smem', 0),
              fmt_ops(weight_loads(r, r['mem_all']), 'LDG'),
-             fmt_ops({k: v for k, v in r['mem_all'].items() if '.NA' not in k}, 'LDG'),
+             fmt_ops({k: v for k, v in r['mem_all'].items() if k not in weight_loads(r, r['mem_all']) and k != 'LDGDEPBAR'}, 'LDG'),
              fmt_ops(r['mem_all'], 'STG') + ('; ' + fmt_ops(r['mem_all'], 'RED') if any(k.startswith('RED') for k in r['mem_all']) else ''),
              sum(n for op, n in r['mem_all'].items() if op.startswith('CALL')),
-             r['n_instr'], r['weights_per_iter'], f"{r['ipw']:.2f}", r['hmma'], '; '.join(violations(r)) or 'ok']
+             r['n_instr'], r['weights_loop'], f"{r['ipw']:.2f}", r['hmma'], '; '.join(violations(r)) or 'ok']
             for r in rows]
     hk = ['kernel', 'regs', 'spill st/ld B', 'stack B', 'smem B', 'weight loads', 'other loads', 'stores',
           'CALL', 'loop instr', 'weights/iter/thread', 'instr/weight', 'HMMA in loop', 'check']
@@ -300,7 +332,13 @@ def report(rows, shapes, nvrtc):
         "at most 10 times per warp, outside this loop) divided "
         "by the weights one thread handles per iteration; for the loop-free dequantize kernel, the whole body divided "
         "by one thread's weights. Weight loads are the `ld.global.nc.L1::no_allocate` ones (`LDG.E.NA...`); "
-        "activations and meta use cached loads.\n\n"
+        "activations and meta use cached loads. The mixed-bit kernels: `ql_mb_dequantize`'s loop is its chunk loop (the "
+        "one with the 128-bit stores; 16 weights per thread per chunk), its weight loads the two `L1::evict_last` loads "
+        "(`LDG.E.EL.128`, high and low plane, 16 rows each); `ql_mb_mm`'s loop is the inner loop over runs in which no "
+        "chunk's group ends (the flushes and the split runs execute between its segments, once per group and chunk), "
+        "8 x (codes per unit byte) weights per thread per run, its weight loads the L2-only `cp.async.cg` copies "
+        "(`LDGSTS.E.BYPASS.128`, a block's 64 output rows x 16 unit rows per plane and run: every byte is a weight of "
+        "the run); a mixed layer runs one `ql_mb_mm` per width, so its bounds are the sums over its widths.\n\n"
         "## H100 roofline for issue 11's shapes (bf16 activations and meta)\n\n"
         + tabulate(sh, headers=hs, tablefmt='github') +
         "\n\n## NVRTC (the compiler CuPy uses) accepts the sources and every name expression\n\n"
