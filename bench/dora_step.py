@@ -124,7 +124,7 @@ def cpu(a):
             f'ours {nb}-bit': ours(fp, 16, nb)}, dloss, a.reps)
     # causal LM
     if not a.skip_lm:
-        try: lm, ltok = recipes.load_smollm2()
+        try: lm, ltok, _ = recipes.load_model(recipes.smollm2_dir())
         except Exception as e: print(f"SmolLM2 not available ({e}); skipping the causal-LM rows"); lm = None
         if lm is not None:
             ids = torch.tensor(ltok(' '.join(recipes.english_sentences()[:400]))['input_ids'][:256]).view(4, 64)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from qdora_lab.core import quiet_imports
 from qdora_lab import recipes
-from qdora_lab.model import QuantConfig, DoRAConfig, MixedBitConfig, quantize_model, add_dora
+from qdora_lab.model import QuantConfig, DoRAConfig, MixedBitConfig, quantize_model, add_dora, stored_bpw
 from qdora_lab.mixedbit import MixedBitLinear
 
 
@@ -64,14 +64,17 @@ def main(argv=None):
     def train_it(m):
         torch.manual_seed(0)
         return recipes.distill(m, tok, train, ref_t, steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=0)
+    out = Path(a.out); cache = out.with_suffix('.json')   # rows done so far: an interrupted run resumes
+    done = {r['config']: r for r in json.loads(cache.read_text())} if cache.is_file() and not a.quick else {}
     configs = [('2-bit', 2, a.axis)] if a.quick else [(f'{b}-bit', b, a.axis) for b in (4, 3, 2)] + \
               [('mixed 2.5 bpw', 2.5, None), ('mixed 3.0 bpw', 3.0, None)]
     rows, t0 = [], time.time()
     for name, bits, axis in configs:
         row = {'config': name if axis is None else f"{name} axis={axis}"}
-        qc = MixedBitConfig(target_bpw=bits, group_size=64) if axis is None else QuantConfig(nbits=bits, group_size=64, axis=axis)
+        if row['config'] in done: rows.append(done[row['config']]); continue
+        qc = MixedBitConfig(target_bpw=bits, group_size=128) if axis is None else QuantConfig(nbits=bits, group_size=64, axis=axis)
         q = copy.deepcopy(fp); quantize_model(q, qc, calibration=calib if axis is None else None)
-        bpw = sum(m.storage_bits() for m in q.modules() if isinstance(m, MixedBitLinear))
+        row['stored bpw'] = stored_bpw(q)
         row['PTQ'] = cos(q)
         res = add_dora(copy.deepcopy(q), DoRAConfig(r=a.r, alpha=2 * a.r, init='residual'), reference=fp, calibration=calib)
         row['step 0 (residual)'] = cos(res)
@@ -84,14 +87,15 @@ def main(argv=None):
             pm = wrap(); train_it(pm); row[f'peft DoRA on hqq {a.steps} steps'] = cos(pm)
         rows.append(row)
         print(row, f"({time.time() - t0:.0f} s)", flush=True)
+        if not a.quick: cache.parent.mkdir(parents=True, exist_ok=True); cache.write_text(json.dumps(rows, indent=1))
     from tabulate import tabulate
     keys = list(dict.fromkeys(k for r in rows for k in r))
     md = (f"# Quality on all-MiniLM-L6-v2: mean cosine to fp32 on 128 held-out sentences\n\n"
           f"`python bench/quality_minilm.py --steps {a.steps}` on this project's CPU ({torch.get_num_threads()} threads), "
-          f"{time.time() - t0:.0f} s. g64; r={a.r}, alpha={2 * a.r}, batch {a.batch_size}, AdamW lr {a.lr}, "
-          f"{len(train)} training sentences; mixed: one budget over the model, calibrated on 256 training sentences.\n\n"
+          f"{time.time() - t0:.0f} s in the last run (rows are cached in the .json and resumed). g64; r={a.r}, alpha={2 * a.r}, batch {a.batch_size}, AdamW lr {a.lr}, "
+          f"{len(train)} training sentences; mixed: one budget over the model (g128, fp16 scales and zeros), calibrated on 256 training sentences. 'stored bpw': the bits the quantized layers hold per weight, all metadata counted (uniform rows keep fp32 scales and zeros, as QLinear does in an fp32 model).\n\n"
           + tabulate([{k: r.get(k, '') for k in keys} for r in rows], headers='keys', tablefmt='github', floatfmt='.4f') + '\n')
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix('.md').write_text(md); out.with_suffix('.json').write_text(json.dumps(rows, indent=1))
     print(md)
 

@@ -60,6 +60,22 @@ def _fused(base, x:Tensor)->bool:
     "True when a fused kernel serves `x` on `base` (small M): then no dense W is built."
     return x.shape[0] <= KERNEL_MAX_M and base.plan_for(x) is not None
 
+def _column_dots(
+    g:Tensor,             # [M, out] output gradient
+    y:Tensor,             # [M, out] saved output
+    bias:Tensor|None,     # [out] subtracted from y first, or None
+    dtype:torch.dtype,    # accumulation dtype (the norm's)
+    rows:int=1024,        # rows per slice: bounds the temporary at [rows, out]
+)->Tensor:                # [out]: sum over M of g * (y - bias)
+    "Column-wise dot products of g and y - bias, slice by slice (a bounded temporary; no strided batched GEMM)."
+    out, low = torch.zeros(g.shape[1], dtype=dtype, device=g.device), g.dtype != dtype
+    for gs, ys in zip(g.split(rows), y.split(rows)):
+        if low:                                    # bf16/fp16: y - b first (b sum g would cancel in low precision)
+            out += (gs.to(dtype) * (ys if bias is None else ys - bias).to(dtype)).sum(0)
+        else: out += (gs * ys).sum(0)              # float32/64: b sum g subtracted once, below (no [M, out] y - b)
+    if bias is not None and not low: out -= bias.to(dtype) * g.sum(0, dtype=dtype)
+    return out
+
 def _guard_rows(c:Tensor, m:Tensor, dtype:torch.dtype)->Tensor:
     "Rows whose P cannot be read back from the output: c so small that c*P underflows in `dtype`, or m = 0."
     return ((c.abs() < math.sqrt(torch.finfo(dtype).tiny)) | (m == 0)).nonzero().flatten()
@@ -128,26 +144,20 @@ class DoRAFunction(torch.autograd.Function):
                 gA = (gcB.T @ xd).mul_(s)
         if nB or (nm and ctx.recompute): G = g.T @ u   # [out, r]
         if nB: gB = G * (s * cg)[:, None]
-        gsum = g.sum(0) if (nb and ctx.has_bias) or (nm and not ctx.recompute and ctx.has_bias) else None
         if nm:
             nd = n.dtype
             if ctx.recompute:
                 XW = x @ W.T if W is not None else base.matmul(x)
                 gm = ((XW * g).sum(0, dtype=nd) + s * (B.to(nd) * G.to(nd)).sum(1)) / n
             else:                                      # sum_M g P / n = sum_M g (y - b) / m
-                if g.dtype == nd:                      # float32/64: subtract b sum_M g afterwards (no [M, out] temporary)
-                    gy = torch.einsum('mo,mo->o', g, y)
-                    if bias is not None: gy = gy - bias * gsum
-                else:                                  # bf16/fp16: y - b first (b sum g would cancel in low precision)
-                    gy = torch.einsum('mo,mo->o', g, y if bias is None else y - bias).to(nd)
-                gm = gy / m.to(nd)
+                gm = _column_dots(g, y, bias, nd) / m.to(nd)
                 rows = _guard_rows(c, m, y.dtype)
                 if len(rows):                          # P of those rows, exactly: x W_r^T + s u B_r^T
                     Wr = base.dequantize(x.dtype)[rows]
                     Pr = x @ Wr.T + s * (u @ B[rows].T)
                     gm[rows] = (g[:, rows].to(nd) * Pr.to(nd)).sum(0) / n[rows]
             gm = gm.to(m.dtype)
-        if nb and ctx.has_bias: gbias = gsum
+        if nb and ctx.has_bias: gbias = g.sum(0)
         return gx, gA, gB, gm, gbias, None, None, None, None, None, None, None
 
 # %% ../nbs/12_dora.ipynb #f6829d34
@@ -269,7 +279,7 @@ def forward(self:QDoRALinear,
     y, n = DoRAFunction.apply(x2, self.lora_A, self.lora_B, self.magnitude, self.base.bias, mask, self._cached_norm(),
                               self.w_sq, self.base, self.scaling, self.dropout, self.recompute)
     if self.cache_norm: self._norm_cache = (self._cache_key(), n)
-    return y.reshape(*x.shape[:-1], self.out_features)
+    return y if x.ndim == 2 else y.reshape(*x.shape[:-1], self.out_features)   # 2-D: the Function's own output, not a view
 
 # %% ../nbs/12_dora.ipynb #e45f367c
 @patch

@@ -7,6 +7,7 @@ __all__ = ['shrink_lp', 'optimize_weights_proximal']
 
 # %% ../nbs/02_optimize.ipynb #3b6f40c5
 import math
+from contextlib import contextmanager
 import torch
 from torch import Tensor
 from .core import check_choice, check_int, check_tensor
@@ -61,9 +62,22 @@ def _check_opt_inputs(W, scale, zero, min_max, axis):
     return lo, hi
 
 # %% ../nbs/02_optimize.ipynb #31107217
-_CHUNK = 1 << 20  # elements per slice on CPU: 4 buffers x 4 MiB stay in L3
+_CHUNK = 1 << 20       # elements per slice of the full round: 4 buffers x 4 MiB stay in L3
+_COLD_CHUNK = 1 << 16  # elements per slice of the CPU fast round: its 2 buffers (256 KiB each) stay in L2
+_PAD = 64              # the fast round's shrinkage runs on buffers padded to a multiple of this many elements
+_FAST = True           # CPU: the fast round (False: the full round everywhere; the tests compare the two)
 
 def _take(t, j, axis): return t[j] if axis == 1 else t[:, j]
+
+@contextmanager
+def _cpu_one_thread(t):
+    "Run the block on one intra-op thread when `t` is a CPU tensor (see the note below), then restore the caller's count."
+    nt = torch.get_num_threads()
+    one = isinstance(t, Tensor) and t.device.type == 'cpu'
+    if one: torch.set_num_threads(1)
+    try: yield nt
+    finally:
+        if one: torch.set_num_threads(nt)
 
 def _prox_round(W_f, s, z, z_next, err, lo, hi, beta, lp_norm, axis, slices, bufs):
     "One solver round over all slices: write |W - Q^-1(Q(W))| into `err` and the updated zero into `z_next`."
@@ -76,6 +90,55 @@ def _prox_round(W_f, s, z, z_next, err, lo, hi, beta, lp_norm, axis, slices, buf
         e = shrink_lp(d, beta, lp_norm, out=B2, tmp=B3)                            # W_e
         q.sub_(torch.sub(Wc, e, out=B3).mul_(sc))                                  # W_q - s (W - W_e)
         torch.mean(q, dim=axis, keepdim=True, out=_take(z_next, j, axis))          # new zero
+
+# %% ../nbs/02_optimize.ipynb #de1cf5ae
+def _cold_bound(
+    beta:float,    # the penalty weight of this round
+    lp_norm:float, # p of the l_p norm
+)->float:          # errors with |x| at or below this shrink to exactly +-0
+    "A bound under which `shrink_lp(x, beta, lp_norm)` is exactly zero: 0.999 * beta^(-1/(2-p))."
+    return 0.999 * beta ** (-1.0 / (2.0 - lp_norm))
+
+def _padded(shape, like):
+    "Three rows of prod(shape) floats padded to a multiple of `_PAD` (the tail of row 0 set to 1): the error, |error|, scratch."
+    k = math.prod(shape)
+    buf = torch.empty(3, -(-k // _PAD) * _PAD, dtype=like.dtype, device=like.device)
+    buf[0, k:] = 1.0
+    return buf, buf[0, :k].view(shape)
+
+def _shrink_padded(buf, d, beta, lp_norm):
+    "`shrink_lp(d)` for `d` living in row 0 of `buf` (from `_padded`): every element takes pow's vector path."
+    return shrink_lp(buf[0], beta, lp_norm, out=buf[1], tmp=buf[2])[:d.numel()].view(d.shape)
+
+def _cold_round(W_f, Ws, s, z, z_next, err, gmax, lo, hi, beta, lp_norm, axis, j, bufs, bound):
+    "The round on slice `j` with W_e = +-0; records each group's max |error| in `gmax` (axis 0: fixes hot columns)."
+    B0, B1 = bufs
+    Wc, Wsc, sc, zc, ec = (_take(t, j, axis) for t in (W_f, Ws, s, z, err))
+    q = torch.add(Wsc, zc, out=B0).round_().clamp_(lo, hi)                     # W_q = Q_z(W), sW precomputed
+    d = torch.sub(Wc, torch.sub(q, zc, out=B1).div_(sc), out=B1)                 # W - Q^-1(W_q)
+    torch.abs(d, out=ec)
+    gm = torch.amax(ec, dim=axis, keepdim=True, out=_take(gmax, j, axis))
+    hot = None
+    if axis == 0:   # column groups: fix the hot columns here, so that the slice's column sums keep their order
+        hot = (gm.view(-1) > bound).nonzero().view(-1)
+        if hot.numel():
+            buf, dh = _padded((d.shape[0], hot.numel()), d)
+            e = _shrink_padded(buf, torch.index_select(d, 1, hot, out=dh), beta, lp_norm)
+            hot_u = q.index_select(1, hot).sub_(torch.sub(Wc.index_select(1, hot), e, out=e).mul_(sc.index_select(1, hot)))
+        else: hot = None
+    u = q.sub_(Wsc)                                                               # W_q - sW = W_q - s(W - W_e)
+    if hot is not None: u.index_copy_(1, hot, hot_u)
+    torch.mean(u, dim=axis, keepdim=True, out=_take(z_next, j, axis))
+
+def _hot_rows(W_f, Ws, s, z, z_next, hot, lo, hi, beta, lp_norm):
+    "Redo the zero update of the row groups `hot` (axis 1) exactly as `_prox_round` does, in one batch."
+    Wh, sh, zh = W_f.index_select(0, hot), s.index_select(0, hot), z.index_select(0, hot)
+    q = Ws.index_select(0, hot).add_(zh).round_().clamp_(lo, hi)
+    buf, d = _padded(q.shape, q)
+    torch.sub(Wh, torch.sub(q, zh, out=d).div_(sh), out=d)
+    e = _shrink_padded(buf, d, beta, lp_norm)
+    q.sub_(torch.sub(Wh, e, out=e).mul_(sh))
+    z_next.index_copy_(0, hot, torch.mean(q, dim=1, keepdim=True))
 
 # %% ../nbs/02_optimize.ipynb #df2cb38e
 @torch.no_grad()
@@ -93,28 +156,40 @@ def optimize_weights_proximal(
     hqq_compat:bool=False,  # reproduce hqq 0.2.8's optimize_weights_proximal exactly
 )->tuple:                   # (W_q codes as floats, scale, zero)
     "HQQ's half-quadratic solver for the zero-points of `W`, keeping `scale` fixed."
-    lo, hi = _check_opt_inputs(W, scale, zero, min_max, axis)
-    lp_norm = _check_real(lp_norm, 'lp_norm', 0.0, hi=1.0)
-    beta = _check_real(beta, 'beta', 0.0)
-    kappa = _check_real(kappa, 'kappa', 1.0, lo_open=False)
-    iters = check_int(iters, 'iters', min_value=1)
-    _check_bool(early_stop, 'early_stop'); _check_bool(hqq_compat, 'hqq_compat')
-    dev = W.device
-    cdt = torch.float16 if (hqq_compat and dev.type == 'cuda') else torch.float32  # hqq: fp16 on CUDA
-    W_f = W.to(cdt)
-    s = scale.to(device=dev, dtype=cdt, copy=True)
-    z = zero.to(device=dev, dtype=cdt, copy=True)
-    g, n = W.shape[axis], W.shape[1 - axis]
-    step = max(64, _CHUNK // g // 64 * 64) if dev.type == 'cpu' else n  # GPU: one slice (launches cost there, not caches)
-    slices = [slice(i, min(i + step, n)) for i in range(0, n, step)]
-    bufs = {m: [torch.empty((m, g) if axis == 1 else (g, m), dtype=cdt, device=dev) for _ in range(4)]
-            for m in {j.stop - j.start for j in slices}}
-    err, z_next = torch.empty_like(W_f), torch.empty_like(z)
-    nt = torch.get_num_threads()
+    with _cpu_one_thread(W) as nt:   # checks and set-up: the same result on any number of threads
+        lo, hi = _check_opt_inputs(W, scale, zero, min_max, axis)
+        lp_norm = _check_real(lp_norm, 'lp_norm', 0.0, hi=1.0)
+        beta = _check_real(beta, 'beta', 0.0)
+        kappa = _check_real(kappa, 'kappa', 1.0, lo_open=False)
+        iters = check_int(iters, 'iters', min_value=1)
+        _check_bool(early_stop, 'early_stop'); _check_bool(hqq_compat, 'hqq_compat')
+        dev = W.device
+        cdt = torch.float16 if (hqq_compat and dev.type == 'cuda') else torch.float32  # hqq: fp16 on CUDA
+        W_f = W.to(cdt)
+        s = scale.to(device=dev, dtype=cdt, copy=True)
+        z = zero.to(device=dev, dtype=cdt, copy=True)
+        g, n = W.shape[axis], W.shape[1 - axis]
+        # CPU: the fast round, unless W holds a -0.0 (then W - (-0) = +0 != W; see above)
+        fast = _FAST and dev.type == 'cpu' and not bool((W_f.view(torch.int32) == -2**31).any())
+        chunk = _COLD_CHUNK if fast else _CHUNK
+        step = max(64, chunk // g // 64 * 64) if dev.type == 'cpu' else n  # GPU: one slice (launches cost there, not caches)
+        slices = [slice(i, min(i + step, n)) for i in range(0, n, step)]
+        bufs = {m: [torch.empty((m, g) if axis == 1 else (g, m), dtype=cdt, device=dev) for _ in range(2 if fast else 4)]
+                for m in {j.stop - j.start for j in slices}}
+        err, z_next = torch.empty_like(W_f), torch.empty_like(z)
+        if fast: Ws, gmax = W_f * s, torch.empty_like(z)
     n_slice = 1 if dev.type == 'cpu' else nt   # slices run on one thread: see the note below
     def one_round(z, z_next, beta):
         torch.set_num_threads(n_slice)
-        try: _prox_round(W_f, s, z, z_next, err, lo, hi, beta, lp_norm, axis, slices, bufs)
+        try:
+            if fast:
+                bound = _cold_bound(beta, lp_norm)
+                for j in slices:
+                    _cold_round(W_f, Ws, s, z, z_next, err, gmax, lo, hi, beta, lp_norm, axis, j, bufs[j.stop - j.start], bound)
+                if axis == 1:
+                    hot = (gmax.view(-1) > bound).nonzero().view(-1)
+                    if hot.numel(): _hot_rows(W_f, Ws, s, z, z_next, hot, lo, hi, beta, lp_norm)
+            else: _prox_round(W_f, s, z, z_next, err, lo, hi, beta, lp_norm, axis, slices, bufs)
         finally: torch.set_num_threads(nt)
         return float(err.mean())   # with the caller's threads, like hqq, so the sum is the same float
     best = math.inf
@@ -133,7 +208,8 @@ def optimize_weights_proximal(
             z, z_next = z_next, z
             beta *= kappa
         z = best_z
-    W_q = torch.empty(W.shape, dtype=torch.promote_types(W.dtype, cdt), device=dev)
-    for j in slices:  # final codes from the caller's W, as hqq does
-        torch.mul(_take(W, j, axis), _take(s, j, axis), out=_take(W_q, j, axis)).add_(_take(z, j, axis)).round_().clamp_(lo, hi)
+    with _cpu_one_thread(W):
+        W_q = torch.empty(W.shape, dtype=torch.promote_types(W.dtype, cdt), device=dev)
+        for j in slices:  # final codes from the caller's W, as hqq does
+            torch.mul(_take(W, j, axis), _take(s, j, axis), out=_take(W_q, j, axis)).add_(_take(z, j, axis)).round_().clamp_(lo, hi)
     return W_q, s, z

@@ -463,7 +463,7 @@ class HQQWeightQAT(QATQuantizer):
     def convert_linear(self, fql:FakeQuantizedLinear, name:str='')->nn.Module:
         "The `QLinear` holding `fql`'s weight on the same grid."
         return QLinear.from_linear(fql.to_linear(), nbits=self.nbits, group_size=self.group_size, axis=1,
-                                   optimize=False, compute_dtype=self.compute_dtype)
+                                   optimize=False, round_zero=False, compute_dtype=self.compute_dtype)
 
 # %% ../nbs/11_qat.ipynb #qatcfg_code
 QAT_STEPS = ('prepare', 'convert')

@@ -90,26 +90,28 @@ def quantize(
     opt_params:dict=None,   # keyword arguments for `optimize_weights_proximal`, e.g. {'hqq_compat': True}
 )->tuple:                   # (W_q, meta) in hqq's format
     "Quantize `W` to `nbits` codes with per-group scale and zero, as hqq's `Quantizer.quantize` does."
-    check_tensor(W, 'W', ndim=2, dtypes=_W_DTYPES, finite=True)
-    nbits = _int_choice(nbits, 'nbits', QUANT_BITS)
-    axis = _int_choice(axis, 'axis', (0, 1))
-    rows, cols = group_shape(W.shape, group_size, axis, channel_wise)
-    compute_dtype = torch.float16 if compute_dtype is None else check_float_dtype(compute_dtype, 'compute_dtype')
-    qmax = 2**nbits - 1
-    Wg = W.float().reshape(rows, cols)
-    inv, zero = minmax_params(Wg, nbits, axis, channel_wise, round_zero)
-    if optimize and channel_wise:
-        from qdora_lab.optimize import optimize_weights_proximal  # the solver's home; imported on use
+    from qdora_lab.optimize import optimize_weights_proximal, _cpu_one_thread  # the solver's home; imported on use
+    with _cpu_one_thread(W):   # checks, ranges, packing: the same result on any thread count, one avoids stalls
+        check_tensor(W, 'W', ndim=2, dtypes=_W_DTYPES, finite=True)
+        nbits = _int_choice(nbits, 'nbits', QUANT_BITS)
+        axis = _int_choice(axis, 'axis', (0, 1))
+        rows, cols = group_shape(W.shape, group_size, axis, channel_wise)
+        compute_dtype = torch.float16 if compute_dtype is None else check_float_dtype(compute_dtype, 'compute_dtype')
+        qmax = 2**nbits - 1
+        Wg = W.float().reshape(rows, cols)
+        inv, zero = minmax_params(Wg, nbits, axis, channel_wise, round_zero)
+    if optimize and channel_wise:   # the solver manages its own threads (chapter 02)
         kw = _check_opt_params(opt_params, optimize_weights_proximal)
         q, inv, zero = optimize_weights_proximal(Wg, inv, zero, [0, qmax], axis, **kw)
     else:
         _check_opt_params(opt_params)  # type only: round-to-nearest has no options
-        q = (Wg * inv + zero).round_().clamp_(0, qmax)
+        with _cpu_one_thread(W): q = (Wg * inv + zero).round_().clamp_(0, qmax)
     packing = PACKING[nbits]
-    meta = {'nbits': nbits, 'group_size': group_size, 'shape': W.shape, 'scale': inv.reciprocal(), 'zero': zero,
-            'axis': axis, 'packing': packing if bitpack else None, 'unpack_view_dtype': UNPACK_VIEW_DTYPE[packing],
-            'view_as_float': False, 'compute_dtype': compute_dtype, 'channel_wise': channel_wise}
-    W_q = pack(q.to(torch.uint8), PACKING_NBITS[packing], pad=True) if bitpack else q.to(W.dtype)
+    with _cpu_one_thread(W):
+        meta = {'nbits': nbits, 'group_size': group_size, 'shape': W.shape, 'scale': inv.reciprocal(), 'zero': zero,
+                'axis': axis, 'packing': packing if bitpack else None, 'unpack_view_dtype': UNPACK_VIEW_DTYPE[packing],
+                'view_as_float': False, 'compute_dtype': compute_dtype, 'channel_wise': channel_wise}
+        W_q = pack(q.to(torch.uint8), PACKING_NBITS[packing], pad=True) if bitpack else q.to(W.dtype)
     return W_q, meta
 
 # %% ../nbs/03_quant.ipynb #a1c99004
