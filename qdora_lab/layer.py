@@ -157,7 +157,7 @@ def matmul(self:QuantizedLinear,
     p = self.plan_for(x)
     if p is None or x.numel() == 0: return self._matmul_reference(x)
     y = p.matmul(x.reshape(-1, self.in_features).contiguous(), *self._plan_inputs())
-    return y.reshape(*x.shape[:-1], self.out_features)
+    return y if x.ndim == 2 else y.reshape(*x.shape[:-1], self.out_features)   # 2-D: the kernel's own tensor, not a view
 
 @patch
 def matmul_t(self:QuantizedLinear,
@@ -168,7 +168,7 @@ def matmul_t(self:QuantizedLinear,
     p = self.plan_for(g)
     if p is None or g.numel() == 0: return self._matmul_t_reference(g)
     y = p.matmul_t(g.reshape(-1, self.out_features).contiguous(), *self._plan_inputs())
-    return y.reshape(*g.shape[:-1], self.in_features)
+    return y if g.ndim == 2 else y.reshape(*g.shape[:-1], self.in_features)
 
 # %% ../nbs/07_layer.ipynb #a0c1e014
 class QMatmul(torch.autograd.Function):
