@@ -1,5 +1,5 @@
-"Shared by the bench/lm_*.py scripts: hqq's model path, machine notes."
-import os, torch
+"Shared by the bench/ scripts: hqq's model path, machine notes, how idle the machine is."
+import os, time, torch
 from torch import nn
 
 def hqq_quantize(model, nbits, group_size=64, optimize=True):
@@ -21,3 +21,12 @@ def linear_names(model):
 def machine()->str:
     "A line saying what the machine was doing."
     return f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average {os.getloadavg()[0]:.1f}"
+
+def idle_percent(dt=1.0):
+    "Share of CPU time the whole machine spent idle over `dt` seconds (/proc/stat), or None where unavailable."
+    try:
+        a = list(map(int, open('/proc/stat').readline().split()[1:9])); time.sleep(dt)
+        b = list(map(int, open('/proc/stat').readline().split()[1:9]))
+    except OSError: return None
+    d = [y - x for x, y in zip(a, b)]
+    return 100 * d[3] / max(1, sum(d))

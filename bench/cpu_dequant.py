@@ -9,21 +9,14 @@ import os, platform, statistics, sys, time
 from pathlib import Path
 import torch
 from tabulate import tabulate
+sys.path.insert(0, str(Path(__file__).parent))
+from _lm_common import idle_percent
 from qdora_lab import cpu
 from qdora_lab.quant import quantize, dequantize_packed, PACKING, PACKING_NBITS
 
 N = K = 4096
 G, N_RUNS, N_RUNS_MM = 64, 9, 25
 WIDTHS = (8, 6, 5, 4, 3, 2, 1)
-
-def idle_percent(dt=1.0):
-    "Share of CPU time the whole machine spent idle over `dt` seconds (/proc/stat), or None where unavailable."
-    try:
-        a = list(map(int, open('/proc/stat').readline().split()[1:9])); time.sleep(dt)
-        b = list(map(int, open('/proc/stat').readline().split()[1:9]))
-    except OSError: return None
-    d = [y - x for x, y in zip(a, b)]
-    return 100 * d[3] / max(1, sum(d))
 
 def medians(fs, n):
     "Interleaved medians (ms) of the callables in `fs` (each run once first, untimed)."

@@ -14,6 +14,8 @@ times.
 import argparse, collections, os, platform, sys, time
 from pathlib import Path
 import torch
+sys.path.insert(0, str(Path(__file__).parent))
+from _lm_common import idle_percent
 from tabulate import tabulate
 from hqq.core.quantize import Quantizer as HQQ
 from qdora_lab import optimize
@@ -23,15 +25,6 @@ KINDS = {'attn_q': 'q 576x576', 'attn_output': 'o 576x576', 'attn_k': 'k 192x576
          'ffn_gate': 'gate 1536x576', 'ffn_up': 'up 1536x576', 'ffn_down': 'down 576x1536'}
 SHAPES = {'attn_q': (576, 576), 'attn_output': (576, 576), 'attn_k': (192, 576), 'attn_v': (192, 576),
           'ffn_gate': (1536, 576), 'ffn_up': (1536, 576), 'ffn_down': (576, 1536)}
-
-def idle_percent(dt=1.0):
-    "Share of CPU time the whole machine spent idle over `dt` seconds (/proc/stat), or None where unavailable."
-    try:
-        a = list(map(int, open('/proc/stat').readline().split()[1:9])); time.sleep(dt)
-        b = list(map(int, open('/proc/stat').readline().split()[1:9]))
-    except OSError: return None
-    d = [y - x for x, y in zip(a, b)]
-    return 100 * d[3] / max(1, sum(d))
 
 def smollm2_weights(blocks):
     "[(kind, W float32)] for the linears of the first `blocks` blocks, and where they came from."

@@ -112,6 +112,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'qdora_lab.cuda._shr': ('kernels.html#_shr', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda._tag_bytes': ('kernels.html#_tag_bytes', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.check_kappa': ('kernels.html#check_kappa', 'qdora_lab/cuda.py'),
+                                'qdora_lab.cuda.check_packed': ('kernels.html#check_packed', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.dequantize_name': ('kernels.html#dequantize_name', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.dequantize_reason': ('kernels.html#dequantize_reason', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.emulate_dequantize': ('kernels.html#emulate_dequantize', 'qdora_lab/cuda.py'),

@@ -11,10 +11,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 from fastcore.basics import patch
-from .core import check_tensor
-from .bitpack import packed_dtype
 from .quant import dequantize_packed
-from .cuda import plan_layout
+from .cuda import plan_layout, check_packed
 
 # %% ../nbs/06_cpu_kernels.ipynb #1d6f3347
 _OFF = ('0', 'off', 'false', 'no')
@@ -147,13 +145,10 @@ class HQQPlan:
         shape,            # (out_features, in_features)
     ):
         self.layout = lay = plan_layout(nbits, group_size, axis, shape)
-        check_tensor(W_q, 'W_q', ndim=2, dtypes=(packed_dtype(lay.nbits),))
+        check_packed(W_q, lay)
         if W_q.device.type != 'cpu':
             raise ValueError(f"W_q is on {W_q.device}; qdora_lab.cpu.HQQPlan serves CPU weights "
                              "(qdora_lab.cuda.HQQPlan serves CUDA ones)")
-        if tuple(W_q.shape) != (lay.n, lay.C) or not W_q.is_contiguous():
-            raise ValueError(f"W_q has shape {tuple(W_q.shape)} (contiguous: {W_q.is_contiguous()}); the layout "
-                             f"{lay} needs a contiguous ({lay.n}, {lay.C})")
         self.W_q, self.nbits = W_q, nbits
         self.shifts = torch.tensor([(lay.P - 1 - k) * lay.nbits for k in range(lay.P)], dtype=torch.int32)
         self.mask = 2**lay.nbits - 1

@@ -7,10 +7,10 @@ __all__ = ['CTYPES', 'ACT_DTYPES', 'MAX_M', 'MB_MAX_M', 'MB_DEQ_SMEM', 'MB_KC', 
            'kernel_source', 'source_digest', 'get_kernel', 'launch', 'ptr', 'PlanLayout', 'plan_layout',
            'dequantize_reason', 'mm_kind', 'dequantize_name', 'mm_name', 'emulate_dequantize', 'prmt', 'halves',
            'mma_a_index', 'mma_b_index', 'mma_c_index', 'frag_matrix', 'check_kappa', 'MMConfig', 'mm_config',
-           'emulate_mm_aligned', 'mm3_walk', 'emulate_mm_3bit', 'HQQPlan', 'MBWidth', 'MBLayout', 'mb_layout',
-           'mb_dequantize_reason', 'mb_mm_reason', 'mb_dequantize_name', 'mb_mm_name', 'mb_columns', 'mb_info',
-           'emulate_mb_dequantize', 'MBLaunch', 'mb_mm_config', 'mb_x_columns', 'mb_slot', 'ldsm_x2_trans', 'mb_pos',
-           'mb_chunk_a', 'emulate_mb_mm', 'MixedBitPlan', 'kernel_params', 'kernel_instances']
+           'emulate_mm_aligned', 'mm3_walk', 'emulate_mm_3bit', 'check_packed', 'HQQPlan', 'MBWidth', 'MBLayout',
+           'mb_layout', 'mb_dequantize_reason', 'mb_mm_reason', 'mb_dequantize_name', 'mb_mm_name', 'mb_columns',
+           'mb_info', 'emulate_mb_dequantize', 'MBLaunch', 'mb_mm_config', 'mb_x_columns', 'mb_slot', 'ldsm_x2_trans',
+           'mb_pos', 'mb_chunk_a', 'emulate_mb_mm', 'MixedBitPlan', 'kernel_params', 'kernel_instances']
 
 # %% ../nbs/05_kernels.ipynb #002imports
 import functools, hashlib, re
@@ -459,6 +459,17 @@ def _ints(*vs):
     "Scalars as fixed-width int32 kernel arguments. (Not `_i32`: IPython binds `_i<N>` to input N in a notebook.)"
     return tuple(np.int32(v) for v in vs)
 
+def check_packed(
+    W_q:Tensor,   # packed codes in hqq's layout
+    lay,          # the `plan_layout` they should follow
+)->Tensor:
+    "`W_q` if it is the contiguous packed tensor `lay` describes (dtype and shape), else a ValueError saying what is needed."
+    check_tensor(W_q, 'W_q', ndim=2, dtypes=(packed_dtype(lay.nbits),))
+    if tuple(W_q.shape) != (lay.n, lay.C) or not W_q.is_contiguous():
+        raise ValueError(f"W_q has shape {tuple(W_q.shape)} (contiguous: {W_q.is_contiguous()}); the layout "
+                         f"{lay} needs a contiguous ({lay.n}, {lay.C})")
+    return W_q
+
 class HQQPlan:
     "Launch plan for one hqq-packed weight on one CUDA device: checked once here, then each call only launches."
     def __init__(self,
@@ -470,15 +481,12 @@ class HQQPlan:
         shape,            # (out_features, in_features)
     ):
         self.layout = lay = plan_layout(nbits, group_size, axis, shape)
-        check_tensor(W_q, 'W_q', ndim=2, dtypes=(packed_dtype(lay.nbits),))
+        check_packed(W_q, lay)
         if W_q.device.type != 'cuda':
             raise ValueError(f"W_q is on {W_q.device}; an HQQPlan launches CUDA kernels on the weight's device "
                              "(on CPU the layers use their PyTorch path: build plans for CUDA weights only)")
         if not kernels_available():
             raise RuntimeError("an HQQPlan needs CuPy and a CUDA device: pip install cupy-cuda12x (or cupy-cuda13x)")
-        if tuple(W_q.shape) != (lay.n, lay.C) or not W_q.is_contiguous():
-            raise ValueError(f"W_q has shape {tuple(W_q.shape)} (contiguous: {W_q.is_contiguous()}); the layout "
-                             f"{lay} needs a contiguous ({lay.n}, {lay.C})")
         self.W_q, self.nbits = W_q, nbits
         self.device = W_q.device.index if W_q.device.index is not None else torch.cuda.current_device()
         self.sms = torch.cuda.get_device_properties(self.device).multi_processor_count
