@@ -1,4 +1,4 @@
-"Packaging for qdora_lab: metadata comes from settings.ini; CUDA sources in kernels/ ship as qdora_lab.kernels."
+"Packaging for qdora_lab: metadata comes from settings.ini; kernel sources in kernels/ (CUDA, and the CPU's C++) ship as qdora_lab.kernels."
 from configparser import ConfigParser
 import setuptools
 
@@ -29,7 +29,7 @@ setuptools.setup(
     python_requires='>=' + cfg['min_python'],
     packages=['qdora_lab', 'qdora_lab.kernels'],
     package_dir={'qdora_lab': 'qdora_lab', 'qdora_lab.kernels': 'kernels'},
-    package_data={'qdora_lab.kernels': ['*.cu', '*.cuh']},
+    package_data={'qdora_lab.kernels': ['*.cu', '*.cuh', '*.cpp']},
     include_package_data=True,
     install_requires=_split('requirements'),
     extras_require={'dev': _split('dev_requirements'), 'cuda': _split('cuda_requirements')},

@@ -1,4 +1,4 @@
-"""Time qdora_lab.cpu's compiled dequantize and matmul against a copy of the dense weight and the dense matmul.
+"""Time qdora_lab.cpu's C++ dequantize and matmul against a copy of the dense weight and the dense matmul.
 
 Run: `python bench/cpu_dequant.py` (writes bench/results/cpu_dequant.md). One 4096x4096 weight ~ N(0, 0.02^2),
 group 64, quantized with optimize=False (the codes do not change the speed); torch.set_num_threads(2). Every row
@@ -51,29 +51,20 @@ def dequant_table(W):
             print(rows[-1], flush=True)
     return rows, first
 
-def forced(f):
-    "`f` run with the fused GEMV allowed at every M."
-    def g():
-        old, cpu.GEMV_MAX_M = cpu.GEMV_MAX_M, 64
-        try: return f()
-        finally: cpu.GEMV_MAX_M = old
-    return g
-
 def matmul_table(W):
     rows = []
     for nbits, axis in ((4, 1), (4, 0), (3, 1), (2, 1)):
         p, W_q, s, z = plan_for(W, nbits, axis)
         Wd = p.dequantize(s, z, torch.float32); Wb = Wd.bfloat16(); sb, zb = s.bfloat16(), z.bfloat16()
-        for M in (1, 4, 8):
+        for M in (1, 4, 8, 16):
             x = torch.randn(M, K); xb = x.bfloat16()
             err = ((p.matmul(x, s, z) - x @ Wd.T).abs().max() / (x @ Wd.T).abs().max()).item()
             fs = {'ours fp32': lambda: p.matmul(x, s, z), 'dense fp32': lambda: x @ Wd.T,
-                  'ours bf16': lambda: p.matmul(xb, sb, zb), 'dense bf16': lambda: xb @ Wb.T,
-                  'fused fp32': forced(lambda: p.matmul(x, s, z)), 'fused bf16': forced(lambda: p.matmul(xb, sb, zb))}
+                  'ours bf16': lambda: p.matmul(xb, sb, zb), 'dense bf16': lambda: xb @ Wb.T}
             m = medians(fs, N_RUNS_MM)
             rows.append([nbits, axis, M, f"{m['ours fp32']:.2f}", f"{m['dense fp32']:.2f}", f"{m['ours fp32'] / m['dense fp32']:.2f}x",
                          f"{m['ours bf16']:.2f}", f"{m['dense bf16']:.2f}", f"{m['ours bf16'] / m['dense bf16']:.2f}x",
-                         f"{m['fused fp32']:.2f}", f"{m['fused bf16']:.2f}", f'{err:.1e}'])
+                         f'{err:.1e}'])
             print(rows[-1], flush=True)
     return rows
 
@@ -82,8 +73,8 @@ def main():
     torch.manual_seed(0)
     W = torch.randn(N, K) * 0.02
     idle0 = idle_percent()
-    t0 = time.perf_counter(); ok = cpu.compile_available(); t_probe = time.perf_counter() - t0
-    if not ok: sys.exit('torch.compile is not available here: nothing to benchmark')
+    ok = cpu.kernels_available()
+    if not ok: sys.exit('the C++ kernels of qdora_lab.cpu are not available here: nothing to benchmark')
     deq, first = dequant_table(W)
     mm = matmul_table(W)
     idle1 = idle_percent()
@@ -92,18 +83,19 @@ def main():
             f'CPU capability {torch.backends.cpu.get_cpu_capability()} ({platform.processor() or platform.machine()}, '
             f'{os.cpu_count()} cores); medians of interleaved runs ({N_RUNS} for dequantize, {N_RUNS_MM} for matmul). '
             f'Machine idle before/after: {idle0:.0f}% / {idle1:.0f}% (other jobs share it: compare ratios within a row).\n\n'
-            f'First use: the compile probe took {t_probe:.1f} s; the first dequantize call per program '
-            f'(compile or on-disk cache load) {min(first.values()):.1f}-{max(first.values()):.1f} s.\n\n')
+            f'Kernels: `kernels/hqq_cpu.cpp` built by {cpu.BUILD.get("compiler")} '
+            f'({"from the cache" if cpu.BUILD.get("cached") else "built now"}, {cpu.BUILD.get("seconds")} s to load).\n\n')
     t1 = tabulate(deq, headers=['bits', 'axis', 'W.clone() ms', 'ours ms', 'ours / clone', 'ours out= ms',
                                 'eager ms', 'eager / clone', 'bit-exact'], tablefmt='github')
     t2 = tabulate(mm, headers=['bits', 'axis', 'M', 'ours fp32 ms', 'dense fp32 ms', 'ratio', 'ours bf16 ms',
-                               'dense bf16 ms', 'ratio', 'fused GEMV fp32 ms', 'fused GEMV bf16 ms', 'max rel err fp32'],
+                               'dense bf16 ms', 'ratio', 'max rel err fp32'],
                    tablefmt='github')
     md = (head + '## dequantize to float32\n\n`ours` allocates the result, as `W.clone()` does; `ours out=` writes into a '
           'preallocated buffer; `eager` is `quant.dequantize_packed`.\n\n' + t1 +
-          '\n\n## x @ W.T\n\n`ours` is `plan.matmul` (the fused GEMV for M <= GEMV_MAX_M='
-          f'{cpu.GEMV_MAX_M}, else dequantize + torch.matmul); `fused GEMV` forces the fused GEMV at every M; `dense` is '
-          'x @ W.T on the dense weight in that dtype. Error: max |ours - x @ W.T| / max |x @ W.T| in fp32.\n\n' + t2 + '\n')
+          '\n\n## x @ W.T\n\n`ours` is `plan.matmul` (the fused kernel for M <= GEMV_MAX_M='
+          f'{cpu.GEMV_MAX_M}, else dequantize into the scratch buffer + torch.matmul); `dense` is x @ W.T on the dense '
+          'weight in that dtype (bf16: meta in bf16 too, as a bf16 layer stores it). Error: max |ours - x @ W.T| / '
+          'max |x @ W.T| in fp32.\n\n' + t2 + '\n')
     print(md)
     out = Path(__file__).resolve().parent / 'results' / 'cpu_dequant.md'
     out.parent.mkdir(parents=True, exist_ok=True)

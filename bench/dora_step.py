@@ -9,7 +9,8 @@ CPU (2-core machine like CI's; float32): one AdamW training step (forward, backw
   * all-MiniLM-L6-v2 (37 linear layers), embedding distillation, batch 32 sentences, r = 16, 3-bit and 2-bit g64;
   * SmolLM2-135M (210 linear layers), next-token loss, batch 4 x 64 tokens, r = 8, 3-bit g64;
 each for: dense LoRA (peft, fp32 weights), peft DoRA on hqq 0.2.8's HQQLinear (same bits and group size), and ours
-(`quantize_model` + `add_dora`). The steps are interleaved model by model, repetition by repetition; the table gives
+(`quantize_model` + `add_dora`) in its default memory mode (recompute='auto': each layer recomputes x W^T only where
+nothing else keeps its output) and in the two fixed modes (recompute=False keeps every output, True none). The steps are interleaved model by model, repetition by repetition; the table gives
 medians, ours / peft-on-hqq, ours / dense LoRA, and the activation bytes autograd saves in one forward (public
 `saved_tensors_hooks`, counted once per storage, parameters and buffers excluded).
 GPU (bf16): forward + backward of one layer with x requiring grad, r = 16, for dense LoRA (peft), peft DoRA on the
@@ -53,10 +54,16 @@ def peft_model(fp, r, use_dora, nbits=None, skip=(), dtype=torch.float32, device
     return peft.get_peft_model(m, cfg)
 
 
-def ours(fp, r, nbits, skip=None):
+def ours(fp, r, nbits, skip=None, recompute='auto'):
+    "`quantize_model` + `add_dora` on a copy of `fp`, with the given memory mode (the default 'auto')."
     m = copy.deepcopy(fp)
     quantize_model(m, QuantConfig(nbits=nbits, group_size=64), skip=skip)
-    return add_dora(m, DoRAConfig(r=r, alpha=2 * r))
+    return add_dora(m, DoRAConfig(r=r, alpha=2 * r, recompute=recompute))
+
+def ours_modes(fp, r, nbits, skip=None)->dict:
+    "Ours in the default memory mode and, for comparison, with every output kept (recompute=False) and none (True)."
+    return {f'ours {nbits}-bit': ours(fp, r, nbits, skip), f'ours {nbits}-bit, recompute=False': ours(fp, r, nbits, skip, False),
+            f'ours {nbits}-bit, recompute=True': ours(fp, r, nbits, skip, True)}
 
 
 def saved_bytes(fn, model):
@@ -112,7 +119,7 @@ def cpu(a):
     loss = lambda m: m(x).pow(2).mean()
     rows += rows_for('one layer 1024x1024, M=512, r=16', {
         'dense LoRA (peft)': peft_model(lin, 16, False), 'peft DoRA on hqq 4-bit': peft_model(lin, 16, True, 4),
-        'ours 4-bit': ours(lin, 16, 4)}, loss, a.reps)
+        **ours_modes(lin, 16, 4)}, loss, a.reps)
     # MiniLM distillation
     fp, tok, _ = recipes.load_model(recipes.minilm_dir())
     sents = recipes.english_sentences()[:32]
@@ -121,7 +128,7 @@ def cpu(a):
     for nb in (3, 2):
         rows += rows_for(f'MiniLM distillation, batch 32, r=16, {nb}-bit', {
             'dense LoRA (peft)': peft_model(fp, 16, False), f'peft DoRA on hqq {nb}-bit': peft_model(fp, 16, True, nb),
-            f'ours {nb}-bit': ours(fp, 16, nb)}, dloss, a.reps)
+            **ours_modes(fp, 16, nb)}, dloss, a.reps)
     # causal LM
     if not a.skip_lm:
         try: lm, ltok, _ = recipes.load_model(recipes.smollm2_dir())
@@ -132,7 +139,7 @@ def cpu(a):
             rows += rows_for('SmolLM2-135M next-token, batch 4x64, r=8, 3-bit', {
                 'dense LoRA (peft)': peft_model(lm, 8, False, skip=('lm_head',)),
                 'peft DoRA on hqq 3-bit': peft_model(lm, 8, True, 3, skip=('lm_head',)),
-                'ours 3-bit': ours(lm, 8, 3, skip=['lm_head'])}, lmloss, max(2, a.reps // 2))
+                **ours_modes(lm, 8, 3, skip=['lm_head'])}, lmloss, max(2, a.reps // 2))
     return rows
 
 

@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['QUANT_BITS', 'PACK_BITS', 'FLOAT_DTYPES', 'NOISY_LOGGERS', 'check_choice', 'check_int', 'check_tensor',
            'check_float_dtype', 'kernels_dir', 'kernel_path', 'current_umask', 'atomic_write', 'save_safetensors',
-           'read_safetensors', 'cuda_available', 'quiet_imports', 'import_quietly']
+           'read_safetensors', 'cuda_available', 'cpu_scratch', 'release_cpu_scratch', 'quiet_imports',
+           'import_quietly']
 
 # %% ../nbs/00_core.ipynb #d3f9228b
 import math
@@ -154,6 +155,25 @@ def read_safetensors(
 def cuda_available()->bool:
     "True when torch sees a CUDA device."
     return torch.cuda.is_available()
+
+# %% ../nbs/00_core.ipynb #scratch_code
+import threading, math
+_SCRATCH = threading.local()
+
+def cpu_scratch(
+    shape,               # the tensor's shape
+    dtype:torch.dtype,   # its dtype
+)->Tensor:               # a CPU tensor whose contents are undefined (and overwritten by the next request)
+    "A reusable CPU tensor for a transient result: one buffer per dtype and thread, grown to the largest request."
+    bufs = _SCRATCH.__dict__.setdefault('bufs', {})
+    n = math.prod(shape)
+    b = bufs.get(dtype)
+    if b is None or b.numel() < n: b = bufs[dtype] = torch.empty(n, dtype=dtype)
+    return b[:n].view(shape)
+
+def release_cpu_scratch():
+    "Free this thread's scratch buffers (the next `cpu_scratch` allocates again)."
+    _SCRATCH.__dict__.pop('bufs', None)
 
 # %% ../nbs/00_core.ipynb #quiet_code
 import importlib, logging

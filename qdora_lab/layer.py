@@ -8,7 +8,7 @@ __all__ = ['KERNEL_MAX_M', 'PLAN_DTYPES', 'LAYER_FORMATS', 'QUANTIZERS', 'PLANNE
            'register_quantizer', 'quantizer_for', 'is_plain_linear', 'channel_energy']
 
 # %% ../nbs/07_layer.ipynb #a0c1e003
-import json, os
+import inspect, json, os
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -129,14 +129,30 @@ def plan_for(self:QuantizedLinear,
 def dequantize(self:QuantizedLinear,
     dtype=None,          # result dtype; None: the compute dtype
     row_scale:Tensor=None, # optional [out_features] float32 factors, one per row, applied after rounding to dtype
+    out:Tensor=None,     # optional contiguous [out_features, in_features] buffer of `dtype` to write the result into
 )->Tensor:               # dense weight [out_features, in_features] (transient: never cached)
     "The dense weight rebuilt from the layer's storage, through its kernel plan when one serves this device."
     dtype = self.compute_dtype if dtype is None else _result_dtype(dtype)
+    if out is not None and (out.dtype != dtype or tuple(out.shape) != (self.out_features, self.in_features)
+                            or not out.is_contiguous() or out.device != _device(self)):
+        raise ValueError(f"out must be a contiguous ({self.out_features}, {self.in_features}) tensor of {dtype} on "
+                         f"{_device(self)}, got {tuple(out.shape)} {out.dtype} on {out.device}")
     p = self.plan() if dtype in PLAN_DTYPES.get(_device(self).type, ()) else None
-    if p is not None: return p.dequantize(*self._plan_inputs(), dtype, row_scale=row_scale)
-    W = self._dequantize(dtype)
-    if row_scale is not None: W = W * row_scale.to(W.device)[:, None]
-    return W if W.dtype == dtype else W.to(dtype)
+    if p is not None:
+        if out is not None and _writes_out(p): return p.dequantize(*self._plan_inputs(), dtype, out=out, row_scale=row_scale)
+        W = p.dequantize(*self._plan_inputs(), dtype, row_scale=row_scale)
+    else:
+        W = self._dequantize(dtype)
+        if row_scale is not None: W = W * row_scale.to(W.device)[:, None]
+        if W.dtype != dtype: W = W.to(dtype)
+    return W if out is None else out.copy_(W)
+
+_OUT_PLANS = {}
+def _writes_out(plan)->bool:
+    "True when `plan.dequantize` takes `out=` (the kernel plans write in place; others are copied)."
+    t = type(plan)
+    if t not in _OUT_PLANS: _OUT_PLANS[t] = 'out' in inspect.signature(plan.dequantize).parameters
+    return _OUT_PLANS[t]
 
 @patch
 def _matmul_reference(self:QuantizedLinear, x:Tensor)->Tensor:

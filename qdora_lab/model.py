@@ -22,7 +22,7 @@ from .linear import QLinear, QuantConfig
 from .mixedbit import MixedBitConfig
 from .tinygemm import TinyGemmLinear, TinyGemmConfig
 from .qat import QATConfig, FakeQuantizedLinear
-from .dora import QDoRALinear, INIT_MODES, _check_number
+from .dora import QDoRALinear, INIT_MODES, RECOMPUTE_MODES, auto_recompute, _check_number
 
 # %% ../nbs/13_model.ipynb #60a2dcbe
 def name_matches(
@@ -108,7 +108,8 @@ class DoRAConfig:
     dropout:float=0.0        # dropout on the adapter input, 0 <= dropout < 1
     use_rslora:bool=False    # rank-stabilised scaling
     target_modules:list=None # names/patterns; None: every quantized layer (or every nn.Linear when none is quantized)
-    recompute:bool=False     # QDoRALinear's memory mode: True recomputes x W^T in backward (strictly LoRA's memory)
+    recompute:bool|str='auto' # QDoRALinear's memory mode: 'auto' chooses per layer (LoRA's memory, the extra product only
+                             # where it buys memory), True recomputes x W^T everywhere, False keeps every output
     init:str='default'       # 'default': B = 0 (peft's); 'residual': fit the quantization residual (needs the fp model)
     loftq_iters:int=0        # with init='residual': LoftQ rounds re-quantizing the base (0: keep the base's codes)
 
@@ -116,8 +117,9 @@ class DoRAConfig:
         self.r = check_int(self.r, 'r')
         self.alpha = _check_number(self.alpha, 'alpha', 0, lo_open=True)
         self.dropout = _check_number(self.dropout, 'dropout', 0, 1)
-        for n in ('use_rslora', 'recompute'):
-            if not isinstance(getattr(self, n), bool): raise TypeError(f"{n} must be True or False, got {getattr(self, n)!r}")
+        if not isinstance(self.use_rslora, bool): raise TypeError(f"use_rslora must be True or False, got {self.use_rslora!r}")
+        if self.recompute not in RECOMPUTE_MODES or not isinstance(self.recompute, (bool, str)):
+            raise ValueError(f"recompute={self.recompute!r} is not a memory mode; allowed: True, False, 'auto'")
         t = self.target_modules
         if isinstance(t, str): self.target_modules = [t]
         elif t is not None and (not isinstance(t, (list, tuple)) or not all(isinstance(p, str) for p in t)):
@@ -159,6 +161,7 @@ def add_dora(
     if config.init == 'residual':
         mods = dict(model.named_modules())
         for n, _ in targets: mods[n].init_from_residual(weights[n], energy.get(n), iters=config.loftq_iters)
+    if config.recompute == 'auto': auto_recompute(model)
     model.dora_config = config_dict(config)
     return model
 
@@ -244,6 +247,7 @@ def load_adapters(
         if missing: raise ValueError(f"adapters in {str(path)!r} do not fit this model: no linear layer {missing[:4]}")
         for p in model.parameters(): p.requires_grad_(False)
         replace_modules(model, [(n, mods[n]) for n in layers], lambda n, m: QDoRALinear(m, **layers[n]))
+        auto_recompute(model)   # (layers saved with recompute='auto' choose again on this model)
         model.dora_config = cfg
     own = adapter_state(model)
     missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
@@ -419,6 +423,7 @@ def load_quantized_model(
         mods = dict(model.named_modules())
         for p in model.parameters(): p.requires_grad_(False)
         replace_modules(model, [(n, mods[n]) for n in adapters], lambda n, m: QDoRALinear(m, **adapters[n]))
+        auto_recompute(model)
         model.dora_config = json.loads(meta.get('dora_config') or 'null')
     own = {k: v for k, v in model.state_dict().items() if not k.endswith('_extra_state')}
     bad = [k for k in sd if k in own and own[k].shape != sd[k].shape]

@@ -1,0 +1,392 @@
+// hqq_cpu.cpp: CPU kernels for weights in hqq's packed layout (qdora_lab chapter 06).
+//
+// Built at first use by qdora_lab.cpu with the system C++ compiler (-O3 -march=native -fopenmp) and called
+// through ctypes. Two products, both reading hqq's layout in place:
+//   qd_dequantize: the dense weight, bit for bit what eager PyTorch computes (`dequantize_packed`), optionally
+//                  times one factor per row;
+//   qd_matmul:     y = x @ W.T for a few rows of x, float32 accumulation, meta applied per group.
+// Layout (see chapters 01 and 03): the codes form a grouped matrix [R, C] (axis=1: one group per row, C = group size;
+// axis=0: R = group size, one group per column). Packed row j of [n, C] words holds, in chunk k, grouped row
+// k*n + j at bit offset (P-1-k)*bits. Flat element f of the grouped matrix is flat element f of W [N, K].
+#include <cstdint>
+#include <cstring>
+#include <omp.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace {
+
+enum DType { F32 = 0, F16 = 1, BF16 = 2 };
+
+inline float bits_to_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline uint32_t float_to_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+
+inline float bf16_to_float(uint16_t h) { return bits_to_float(uint32_t(h) << 16); }
+inline uint16_t float_to_bf16(float f) {             // round to nearest even (finite inputs)
+    uint32_t u = float_to_bits(f);
+    return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+inline float f16_to_float(uint16_t h) {               // exact, subnormals included
+    uint32_t u = uint32_t(h & 0x7fff) << 13, e = u & (0x7c00u << 13);
+    u += (127 - 15) << 23;
+    if (e == (0x7c00u << 13)) u += (128 - 16) << 23;                                          // inf / nan
+    else if (e == 0) { u += 1 << 23; u = float_to_bits(bits_to_float(u) - bits_to_float(113u << 23)); } // zero / subnormal
+    return bits_to_float(u | (uint32_t(h & 0x8000) << 16));
+}
+inline uint16_t float_to_f16(float f) {               // round to nearest even, overflow to inf
+    uint32_t u = float_to_bits(f), sign = u & 0x80000000u, o;
+    u ^= sign;
+    if (u >= (127u + 16) << 23) o = u > (255u << 23) ? 0x7e00 : 0x7c00;
+    else if (u < (113u << 23)) o = float_to_bits(bits_to_float(u) + 0.5f) - float_to_bits(0.5f);
+    else { uint32_t odd = (u >> 13) & 1; u += ((15u - 127u) << 23) + 0xfff + odd; o = u >> 13; }
+    return uint16_t(o | (sign >> 16));
+}
+
+template <int T> inline float round_to(float v) {     // v rounded to dtype T, as a float
+    if constexpr (T == BF16) return bf16_to_float(float_to_bf16(v));
+    else if constexpr (T == F16) return f16_to_float(float_to_f16(v));
+    else return v;
+}
+template <int T> inline void store(void* out, int64_t i, float v) {
+    if constexpr (T == BF16) static_cast<uint16_t*>(out)[i] = float_to_bf16(v);
+    else if constexpr (T == F16) static_cast<uint16_t*>(out)[i] = float_to_f16(v);
+    else static_cast<float*>(out)[i] = v;
+}
+template <int T> inline float load(const void* p, int64_t i) {
+    if constexpr (T == BF16) return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
+    else if constexpr (T == F16) return f16_to_float(static_cast<const uint16_t*>(p)[i]);
+    else return static_cast<const float*>(p)[i];
+}
+constexpr int promote(int a, int b) { return a == b ? a : F32; }   // PyTorch's promotion among f32/f16/bf16
+
+struct Layout { int bits, P; int64_t n, R, C, N, K; int axis; };
+
+// ---- dequantize -------------------------------------------------------------------------------------------
+// w = round_DT(round_R2(round_R1(code - zero) * scale)); out = round_DT(w * row_factor)
+template <typename W, int MT, int DT>
+void dequantize(const Layout& L, const W* wq, const void* scale, const void* zero, const float* row_scale,
+                void* out, int nthreads) {
+    constexpr int R1 = promote(DT, MT), R2 = promote(R1, MT);
+    const uint32_t mask = (1u << L.bits) - 1;
+    #pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t j = 0; j < L.n; ++j) {                // packed row j: its P chunks are grouped rows k*n + j
+        const W* w = wq + j * L.C;
+        for (int64_t k = 0; k < L.P; ++k) {
+            const int64_t rr = k * L.n + j;
+            if (rr >= L.R) break;
+            const int shift = int(L.P - 1 - k) * L.bits;
+            const int64_t base = rr * L.C;
+            if (L.axis == 1) {                       // one scale and zero for the row; the row of W is base / K
+                const float s = load<MT>(scale, rr), z = load<MT>(zero, rr);
+                const float f = row_scale ? row_scale[base / L.K] : 1.0f;
+                for (int64_t c = 0; c < L.C; ++c) {
+                    float v = float((uint32_t(w[c]) >> shift) & mask);
+                    v = round_to<DT>(round_to<R2>(round_to<R1>(v - z) * s));
+                    store<DT>(out, base + c, v * f);
+                }
+            } else {                                 // a scale and zero per column; W's row changes every K columns
+                for (int64_t c0 = 0; c0 < L.C; c0 += L.K) {
+                    const float f = row_scale ? row_scale[(base + c0) / L.K] : 1.0f;
+                    for (int64_t c = c0; c < c0 + L.K; ++c) {
+                        float v = float((uint32_t(w[c]) >> shift) & mask);
+                        v = round_to<DT>(round_to<R2>(round_to<R1>(v - load<MT>(zero, c)) * load<MT>(scale, c)));
+                        store<DT>(out, base + c, v * f);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---- y = x @ W.T for a few rows of x (float32) ----------------------------------------------------------------
+// axis=1 (groups along K, G = K/g groups per row of W): each packed row of g words is read once and all P of its
+// chunks are used while it is in registers. Chunk k is grouped row rr = k*n + j, group q = rr % G of W row rr / G:
+// part[m, rr] = s[rr] * (sum_c code * x[m, q*g + c] - z[rr] * xsum[m, q]); then y[m, o] sums o's G parts.
+#if defined(__AVX512F__)
+template <typename W> inline __m512 codes16(const W* w, int shift, __m512i mask) {   // 16 codes -> floats
+    __m512i v;
+    if constexpr (sizeof(W) == 1) v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    else v = _mm512_loadu_si512(w);
+    return _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(v, _mm_cvtsi32_si128(shift)), mask));
+}
+#endif
+
+constexpr int MAX_M = 8;   // most rows of x qd_matmul serves (qdora_lab.cpu.GEMV_MAX_M)
+
+template <int MM, typename W>
+inline void dot_chunks_m(const W* w, int64_t g, int shift, uint32_t mask, const float* x, int64_t ldx, float* out) {
+    // out[m] = sum_c code(w[c]) * x[m*ldx + c] for c < g, m < MM (accumulators stay in registers)
+#if defined(__AVX512F__)
+    if (g % 16 == 0) {
+        __m512 t[MM];
+        for (int m = 0; m < MM; ++m) t[m] = _mm512_setzero_ps();
+        const __m512i mk = _mm512_set1_epi32(int(mask));
+        for (int64_t c = 0; c < g; c += 16) {
+            const __m512 q = codes16(w + c, shift, mk);
+            for (int m = 0; m < MM; ++m) t[m] = _mm512_fmadd_ps(q, _mm512_loadu_ps(x + m * ldx + c), t[m]);
+        }
+        for (int m = 0; m < MM; ++m) out[m] = _mm512_reduce_add_ps(t[m]);
+        return;
+    }
+#endif
+    for (int m = 0; m < MM; ++m) {
+        float acc = 0;
+        #pragma omp simd reduction(+:acc)
+        for (int64_t c = 0; c < g; ++c) acc += float((uint32_t(w[c]) >> shift) & mask) * x[m * ldx + c];
+        out[m] = acc;
+    }
+}
+
+template <typename W>
+inline void dot_chunks(const W* w, int64_t g, int shift, uint32_t mask, const float* x, int64_t ldx, int64_t M, float* out) {
+    switch (M) {
+        case 1: dot_chunks_m<1>(w, g, shift, mask, x, ldx, out); return;
+        case 2: dot_chunks_m<2>(w, g, shift, mask, x, ldx, out); return;
+        case 3: dot_chunks_m<3>(w, g, shift, mask, x, ldx, out); return;
+        case 4: dot_chunks_m<4>(w, g, shift, mask, x, ldx, out); return;
+        case 5: dot_chunks_m<5>(w, g, shift, mask, x, ldx, out); return;
+        case 6: dot_chunks_m<6>(w, g, shift, mask, x, ldx, out); return;
+        case 7: dot_chunks_m<7>(w, g, shift, mask, x, ldx, out); return;
+        default: dot_chunks_m<8>(w, g, shift, mask, x, ldx, out); return;
+    }
+}
+
+#if defined(__AVX512F__)
+// M = 1, byte words (P = 8 / bits codes each), every chunk whole rows of W (n a multiple of G): the K words of
+// packed rows r*G .. r*G+G-1 hold, in chunk k, all codes of W row k*rows + r. One pass over those words computes
+// P rows of y; 16 lanes per row accumulate s_q * (sum code * x) over the groups, one horizontal sum per row.
+template <int P, int MT>
+void gemv_axis1_rows(const Layout& L, const uint8_t* wq, const void* scale, const void* zero, const float* x,
+                     const float* xsum, float* y, int nthreads) {
+    constexpr int bits = 8 / P;
+    const int64_t g = L.C, G = L.K / g, rows = L.n / G;
+    const __m512i mk = _mm512_set1_epi32((1 << bits) - 1);
+    #pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+        const uint8_t* w = wq + r * L.K;
+        __m512 acc[P];
+        float zt[P];
+        for (int k = 0; k < P; ++k) { acc[k] = _mm512_setzero_ps(); zt[k] = 0; }
+        for (int64_t q = 0; q < G; ++q) {
+            __m512 t[P];
+            for (int k = 0; k < P; ++k) t[k] = _mm512_setzero_ps();
+            for (int64_t c = q * g; c < (q + 1) * g; c += 16) {
+                const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + c)));
+                const __m512 xv = _mm512_loadu_ps(x + c);
+                for (int k = 0; k < P; ++k)
+                    t[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(v, (P - 1 - k) * bits), mk)), xv, t[k]);
+            }
+            for (int k = 0; k < P; ++k) {
+                const int64_t rr = (k * rows + r) * G + q;
+                if (rr >= L.R) break;
+                const float sq = load<MT>(scale, rr);
+                acc[k] = _mm512_fmadd_ps(_mm512_set1_ps(sq), t[k], acc[k]);
+                zt[k] += sq * load<MT>(zero, rr) * xsum[q];
+            }
+        }
+        for (int k = 0; k < P; ++k) {
+            const int64_t o = k * rows + r;
+            if (o < L.N) y[o] = _mm512_reduce_add_ps(acc[k]) - zt[k];
+        }
+    }
+}
+#endif
+
+template <typename W, int MT>
+void matmul_axis1(const Layout& L, const W* wq, const void* scale, const void* zero, const float* x, int64_t M,
+                  float* y, float* work, int nthreads) {
+    const int64_t g = L.C, G = L.K / g;
+    const uint32_t mask = (1u << L.bits) - 1;
+    float* xsum = work;                              // [M, G]
+    float* part = work + M * G;                      // [M, R]
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t q = 0; q < G; ++q) {
+            float s = 0; for (int64_t c = 0; c < g; ++c) s += x[m * L.K + q * g + c]; xsum[m * G + q] = s;
+        }
+#if defined(__AVX512F__)
+    if constexpr (sizeof(W) == 1) {
+        if (M == 1 && g % 16 == 0 && L.n % G == 0) {
+            const uint8_t* w8 = reinterpret_cast<const uint8_t*>(wq);
+            switch (L.P) {
+                case 1: gemv_axis1_rows<1, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
+                case 2: gemv_axis1_rows<2, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
+                case 4: gemv_axis1_rows<4, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
+                case 8: gemv_axis1_rows<8, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
+            }
+        }
+    }
+#endif
+    #pragma omp parallel num_threads(nthreads)
+    {
+        float d[MAX_M];
+        int64_t knG[64];                                 // (k*n) % G: group of chunk k's first row (P <= 10)
+        for (int64_t k = 0; k < L.P; ++k) knG[k] = (k * L.n) % G;
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const int64_t j0 = L.n * t / nt, j1 = L.n * (t + 1) / nt;
+        int64_t jG = j0 % G;                             // j % G, kept without a division per row
+        for (int64_t j = j0; j < j1; ++j, jG = jG + 1 == G ? 0 : jG + 1)
+            for (int64_t k = 0; k < L.P; ++k) {
+                const int64_t rr = k * L.n + j;
+                if (rr >= L.R) break;
+                const int64_t q = knG[k] + jG >= G ? knG[k] + jG - G : knG[k] + jG;
+                dot_chunks(wq + j * g, g, int(L.P - 1 - k) * L.bits, mask, x + q * g, L.K, M, d);
+                const float s = load<MT>(scale, rr), z = load<MT>(zero, rr);
+                for (int64_t m = 0; m < M; ++m) part[m * L.R + rr] = s * (d[m] - z * xsum[m * G + q]);
+            }
+        #pragma omp barrier
+        #pragma omp for schedule(static)
+        for (int64_t o = 0; o < L.N; ++o)
+            for (int64_t m = 0; m < M; ++m) {
+                const float* p = part + m * L.R + o * G;
+                float acc = 0; for (int64_t q = 0; q < G; ++q) acc += p[q];
+                y[m * L.N + o] = acc;
+            }
+    }
+}
+
+// axis=0 (groups along N, B = N/g rows of W per grouped row): W[r*B + b, i] is grouped (r, b*K + i), with its own
+// scale and zero. y[m, r*B + b] = sum_i code * sx[m, b*K + i] - zsx[m, b], sx = scale * x, zsx = sum_i zero * sx.
+template <typename W, int MT>
+void matmul_axis0(const Layout& L, const W* wq, const void* scale, const void* zero, const float* x, int64_t M,
+                  float* y, float* work, int nthreads) {
+    const int64_t K = L.K, B = L.C / K;
+    const uint32_t mask = (1u << L.bits) - 1;
+    float* sx = work;                                // [M, C]
+    float* zsx = work + M * L.C;                     // [M, B]
+    #pragma omp parallel num_threads(nthreads)
+    {
+        #pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t m = 0; m < M; ++m) {
+                float acc = 0;
+                for (int64_t i = 0; i < K; ++i) {
+                    const float v = load<MT>(scale, b * K + i) * x[m * K + i];
+                    sx[m * L.C + b * K + i] = v;
+                    acc += load<MT>(zero, b * K + i) * v;
+                }
+                zsx[m * B + b] = acc;
+            }
+        #pragma omp for schedule(static) collapse(2)
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t j = 0; j < L.n; ++j) {
+                const W* w = wq + j * L.C + b * K;
+                for (int64_t k = 0; k < L.P; ++k) {
+                    const int64_t r = k * L.n + j;
+                    if (r >= L.R) break;
+                    const int shift = int(L.P - 1 - k) * L.bits;
+                    for (int64_t m = 0; m < M; ++m) {
+                        const float* sxb = sx + m * L.C + b * K;
+                        float acc = 0;
+                        #pragma omp simd reduction(+:acc)
+                        for (int64_t i = 0; i < K; ++i) acc += float((uint32_t(w[i]) >> shift) & mask) * sxb[i];
+                        y[m * L.N + r * B + b] = acc - zsx[m * B + b];
+                    }
+                }
+            }
+    }
+}
+
+template <typename W, int MT>
+int dispatch_dequantize(const Layout& L, const void* wq, const void* s, const void* z, const float* rs, void* out,
+                        int dt, int nt) {
+    const W* w = static_cast<const W*>(wq);
+    switch (dt) {
+        case F32: dequantize<W, MT, F32>(L, w, s, z, rs, out, nt); return 0;
+        case F16: dequantize<W, MT, F16>(L, w, s, z, rs, out, nt); return 0;
+        case BF16: dequantize<W, MT, BF16>(L, w, s, z, rs, out, nt); return 0;
+    }
+    return 2;
+}
+
+template <typename W, int MT>
+int dispatch_matmul(const Layout& L, const void* wq, const void* s, const void* z, const float* x, int64_t M,
+                    float* y, float* work, int nt) {
+    const W* w = static_cast<const W*>(wq);
+    if (L.axis == 1) matmul_axis1<W, MT>(L, w, s, z, x, M, y, work, nt);
+    else matmul_axis0<W, MT>(L, w, s, z, x, M, y, work, nt);
+    return 0;
+}
+
+// ---- column dot products (DoRA's magnitude gradient) ------------------------------------------------------------
+// gy[o] = sum_m g[m, o] * y[m, o] and gs[o] = sum_m g[m, o] for float32 [M, N] rows (leading dimensions ldg, ldy),
+// one pass, no [M, N] temporary, double accumulators (M can be tens of thousands of tokens). Threads own column
+// blocks; each walks all rows of its block (contiguous pieces of every row).
+void column_dots(const float* g, const float* y, int64_t M, int64_t N, int64_t ldg, int64_t ldy, float* gy, float* gs,
+                 int nthreads) {
+    constexpr int64_t BLOCK = 256;
+    const int64_t nblocks = (N + BLOCK - 1) / BLOCK;
+    #pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t b = 0; b < nblocks; ++b) {
+        const int64_t o0 = b * BLOCK, w = (N - o0 < BLOCK) ? N - o0 : BLOCK;
+        double ay[BLOCK], ag[BLOCK];
+        for (int64_t j = 0; j < w; ++j) { ay[j] = 0; ag[j] = 0; }
+        for (int64_t m = 0; m < M; ++m) {
+            const float* gr = g + m * ldg + o0;
+            const float* yr = y + m * ldy + o0;
+            #pragma omp simd
+            for (int64_t j = 0; j < w; ++j) { ay[j] += double(gr[j]) * double(yr[j]); ag[j] += double(gr[j]); }
+        }
+        for (int64_t j = 0; j < w; ++j) { gy[o0 + j] = float(ay[j]); if (gs) gs[o0 + j] = float(ag[j]); }
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+// Version of this file's ABI: qdora_lab.cpu checks it after loading.
+int qd_abi_version() { return 2; }
+
+// gy = column sums of g * y, gs = column sums of g (gs may be null); float32 [M, N] with row strides ldg, ldy.
+void qd_column_dots(const float* g, const float* y, int64_t M, int64_t N, int64_t ldg, int64_t ldy, float* gy, float* gs,
+                    int nthreads) {
+    column_dots(g, y, M, N, ldg, ldy, gy, gs, nthreads);
+}
+
+// Both return 0 on success, 1 for an unknown word size, 2 for an unknown dtype code, 3 (qd_matmul) for M out of 1..MAX_M.
+int qd_dequantize(const void* wq, int word_bytes, int bits, int P, int64_t n, int64_t R, int64_t C, int axis,
+                  int64_t N, int64_t K, const void* scale, const void* zero, int meta_dtype, const float* row_scale,
+                  void* out, int dtype, int nthreads) {
+    const Layout L{bits, P, n, R, C, N, K, axis};
+    if (word_bytes == 1) {
+        if (meta_dtype == F32) return dispatch_dequantize<uint8_t, F32>(L, wq, scale, zero, row_scale, out, dtype, nthreads);
+        if (meta_dtype == F16) return dispatch_dequantize<uint8_t, F16>(L, wq, scale, zero, row_scale, out, dtype, nthreads);
+        if (meta_dtype == BF16) return dispatch_dequantize<uint8_t, BF16>(L, wq, scale, zero, row_scale, out, dtype, nthreads);
+        return 2;
+    }
+    if (word_bytes == 4) {
+        if (meta_dtype == F32) return dispatch_dequantize<int32_t, F32>(L, wq, scale, zero, row_scale, out, dtype, nthreads);
+        if (meta_dtype == F16) return dispatch_dequantize<int32_t, F16>(L, wq, scale, zero, row_scale, out, dtype, nthreads);
+        if (meta_dtype == BF16) return dispatch_dequantize<int32_t, BF16>(L, wq, scale, zero, row_scale, out, dtype, nthreads);
+        return 2;
+    }
+    return 1;
+}
+
+// work: float32 scratch of qd_matmul_work(...) elements.
+int64_t qd_matmul_work(int64_t R, int64_t C, int axis, int64_t K, int64_t M) {
+    return axis == 1 ? M * (K / C + R) : M * (C + C / K);
+}
+
+int qd_matmul(const void* wq, int word_bytes, int bits, int P, int64_t n, int64_t R, int64_t C, int axis,
+              int64_t N, int64_t K, const void* scale, const void* zero, int meta_dtype, const float* x, int64_t M,
+              float* y, float* work, int nthreads) {
+    const Layout L{bits, P, n, R, C, N, K, axis};
+    if (M < 1 || M > MAX_M) return 3;
+    if (word_bytes == 1) {
+        if (meta_dtype == F32) return dispatch_matmul<uint8_t, F32>(L, wq, scale, zero, x, M, y, work, nthreads);
+        if (meta_dtype == F16) return dispatch_matmul<uint8_t, F16>(L, wq, scale, zero, x, M, y, work, nthreads);
+        if (meta_dtype == BF16) return dispatch_matmul<uint8_t, BF16>(L, wq, scale, zero, x, M, y, work, nthreads);
+        return 2;
+    }
+    if (word_bytes == 4) {
+        if (meta_dtype == F32) return dispatch_matmul<int32_t, F32>(L, wq, scale, zero, x, M, y, work, nthreads);
+        if (meta_dtype == F16) return dispatch_matmul<int32_t, F16>(L, wq, scale, zero, x, M, y, work, nthreads);
+        if (meta_dtype == BF16) return dispatch_matmul<int32_t, BF16>(L, wq, scale, zero, x, M, y, work, nthreads);
+        return 2;
+    }
+    return 1;
+}
+
+}  // extern "C"
