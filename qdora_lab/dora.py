@@ -382,7 +382,7 @@ def init_from_residual(self:QDoRALinear,
 def auto_recompute(
     model:nn.Module, # a model holding QDoRALinear layers with recompute='auto'
 )->nn.Module:        # the same model, with one-shot probe hooks installed (none when no layer is 'auto')
-    "Let each 'auto' adapter of `model` choose at the first training forward: recompute x W^T only where nothing else keeps its output."
+    "Let each 'auto' adapter of `model` choose at its first forward with autograd: recompute x W^T only where nothing else keeps its output."
     layers = [m for m in model.modules() if isinstance(m, QDoRALinear) and m.recompute == 'auto']
     if not layers: return model
     state, handles = {}, []
@@ -392,12 +392,13 @@ def auto_recompute(
         state['counts'][p] = state['counts'].get(p, 0) + 1
         return t
     def before(mod, args, kwargs):
-        if 'hooks' in state or not (mod.training and torch.is_grad_enabled()): return
+        if 'hooks' in state or not torch.is_grad_enabled(): return
         state.update(counts={}, hooks=torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
         state['hooks'].__enter__(); _PROBES.append({})
     def after(mod, args, kwargs, out):
         if 'hooks' not in state: return
         state.pop('hooks').__exit__(None, None, None); outputs = _PROBES.pop()
+        if not outputs: return                             # no adapter built a graph (frozen, or no grad): try the next forward
         for m in layers:
             ptrs = outputs.get(m, [])
             m._auto_recompute = bool(ptrs) and all(state['counts'].get(p, 0) == 1 for p in ptrs)
