@@ -75,8 +75,8 @@ def main():
     idle0 = idle_percent()
     ok = cpu.kernels_available()
     if not ok: sys.exit('the C++ kernels of qdora_lab.cpu are not available here: nothing to benchmark')
-    deq, first = dequant_table(W)
     mm = matmul_table(W)
+    deq, first = dequant_table(W)
     idle1 = idle_percent()
     head = (f'# qdora_lab.cpu: dequantize and matmul vs the dense weight\n\n'
             f'Weight {N}x{K} ~ N(0, 0.02^2), group {G}; torch {torch.__version__}, {torch.get_num_threads()} threads, '

@@ -191,6 +191,58 @@ void gemv_axis1_rows(const Layout& L, const uint8_t* wq, const void* scale, cons
         }
     }
 }
+
+// The same layout for 2 <= M <= 8 rows of x: each group's scale multiplies the decoded codes once, and the scaled
+// codes feed one accumulator per (chunk, row of x); blocks of MM rows of x keep P*MM <= 16 accumulators in registers,
+// and every block reads the same K words of packed row r, which stay in L1 (W still comes from memory once).
+template <int P, int MM, int MT>
+inline void rows_block(const Layout& L, const uint8_t* w, int64_t r, int64_t rows, const void* scale, const void* zero,
+                       const float* x, const float* xsum, float* y) {
+    constexpr int bits = 8 / P;
+    const int64_t g = L.C, G = L.K / g;
+    const __m512i mk = _mm512_set1_epi32((1 << bits) - 1);
+    __m512 acc[P][MM];
+    float zt[P][MM];
+    for (int k = 0; k < P; ++k) for (int m = 0; m < MM; ++m) { acc[k][m] = _mm512_setzero_ps(); zt[k][m] = 0; }
+    for (int64_t q = 0; q < G; ++q) {
+        __m512 sv[P];
+        for (int k = 0; k < P; ++k) {
+            const int64_t rr = (k * rows + r) * G + q;
+            const float sq = rr < L.R ? load<MT>(scale, rr) : 0.0f, zq = rr < L.R ? load<MT>(zero, rr) : 0.0f;
+            sv[k] = _mm512_set1_ps(sq);
+            for (int m = 0; m < MM; ++m) zt[k][m] += sq * zq * xsum[m * G + q];
+        }
+        for (int64_t c = q * g; c < (q + 1) * g; c += 16) {
+            const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + c)));
+            __m512 xv[MM];
+            for (int m = 0; m < MM; ++m) xv[m] = _mm512_loadu_ps(x + m * L.K + c);
+            for (int k = 0; k < P; ++k) {
+                const __m512 code = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(v, (P - 1 - k) * bits), mk)), sv[k]);
+                for (int m = 0; m < MM; ++m) acc[k][m] = _mm512_fmadd_ps(code, xv[m], acc[k][m]);
+            }
+        }
+    }
+    for (int k = 0; k < P; ++k) {
+        const int64_t o = k * rows + r;
+        if (o < L.N) for (int m = 0; m < MM; ++m) y[m * L.N + o] = _mm512_reduce_add_ps(acc[k][m]) - zt[k][m];
+    }
+}
+
+template <int P, int MT>
+void gemm_axis1_rows(const Layout& L, const uint8_t* wq, const void* scale, const void* zero, const float* x, int64_t M,
+                     const float* xsum, float* y, int nthreads) {
+    const int64_t G = L.K / L.C, rows = L.n / G;
+    constexpr bool four = P <= 4;                    // P * MM <= 16 accumulators
+    #pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+        const uint8_t* w = wq + r * L.K;
+        int64_t m0 = 0;
+        if constexpr (four)
+            for (; M - m0 >= 4; m0 += 4) rows_block<P, 4, MT>(L, w, r, rows, scale, zero, x + m0 * L.K, xsum + m0 * G, y + m0 * L.N);
+        for (; M - m0 >= 2; m0 += 2) rows_block<P, 2, MT>(L, w, r, rows, scale, zero, x + m0 * L.K, xsum + m0 * G, y + m0 * L.N);
+        if (m0 < M) rows_block<P, 1, MT>(L, w, r, rows, scale, zero, x + m0 * L.K, xsum + m0 * G, y + m0 * L.N);
+    }
+}
 #endif
 
 template <typename W, int MT>
@@ -206,13 +258,21 @@ void matmul_axis1(const Layout& L, const W* wq, const void* scale, const void* z
         }
 #if defined(__AVX512F__)
     if constexpr (sizeof(W) == 1) {
+        const uint8_t* w8 = reinterpret_cast<const uint8_t*>(wq);
         if (M == 1 && g % 16 == 0 && L.n % G == 0) {
-            const uint8_t* w8 = reinterpret_cast<const uint8_t*>(wq);
             switch (L.P) {
                 case 1: gemv_axis1_rows<1, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
                 case 2: gemv_axis1_rows<2, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
                 case 4: gemv_axis1_rows<4, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
                 case 8: gemv_axis1_rows<8, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
+            }
+        }
+        if (M > 1 && g % 16 == 0 && L.n % G == 0) {
+            switch (L.P) {
+                case 1: gemm_axis1_rows<1, MT>(L, w8, scale, zero, x, M, xsum, y, nthreads); return;
+                case 2: gemm_axis1_rows<2, MT>(L, w8, scale, zero, x, M, xsum, y, nthreads); return;
+                case 4: gemm_axis1_rows<4, MT>(L, w8, scale, zero, x, M, xsum, y, nthreads); return;
+                case 8: gemm_axis1_rows<8, MT>(L, w8, scale, zero, x, M, xsum, y, nthreads); return;
             }
         }
     }

@@ -392,6 +392,10 @@ def auto_recompute(
         state['counts'][p] = state['counts'].get(p, 0) + 1
         return t
     def before(mod, args, kwargs):
+        if 'chosen' in state:            # applied at the next forward, never between a forward and its recomputation
+            for m, v in state.pop('chosen').items(): m._auto_recompute = v
+            for h in handles: h.remove()
+            return
         if 'hooks' in state or not torch.is_grad_enabled(): return
         state.update(counts={}, hooks=torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
         state['hooks'].__enter__(); _PROBES.append({})
@@ -399,10 +403,9 @@ def auto_recompute(
         if 'hooks' not in state: return
         state.pop('hooks').__exit__(None, None, None); outputs = _PROBES.pop()
         if not outputs: return                             # no adapter built a graph (frozen, or no grad): try the next forward
-        for m in layers:
-            ptrs = outputs.get(m, [])
-            m._auto_recompute = bool(ptrs) and all(state['counts'].get(p, 0) == 1 for p in ptrs)
-        for h in handles: h.remove()
+        ckpt = bool(getattr(mod, 'is_gradient_checkpointing', False))   # transformers' flag: saved outputs are transient
+        state['chosen'] = {m: not ckpt and bool(outputs.get(m)) and all(state['counts'].get(p, 0) == 1 for p in outputs[m])
+                           for m in layers}
     handles += [model.register_forward_pre_hook(before, with_kwargs=True),
                 model.register_forward_hook(after, with_kwargs=True, always_call=True)]
     return model
