@@ -194,6 +194,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'qdora_lab.dora.QDoRALinear.refresh_norm': ('dora.html#qdoralinear.refresh_norm', 'qdora_lab/dora.py'),
                                 'qdora_lab.dora.QDoRALinear.weight_norm': ('dora.html#qdoralinear.weight_norm', 'qdora_lab/dora.py'),
                                 'qdora_lab.dora._check_number': ('dora.html#_check_number', 'qdora_lab/dora.py'),
+                                'qdora_lab.dora._checkpointing': ('dora.html#_checkpointing', 'qdora_lab/dora.py'),
                                 'qdora_lab.dora._column_dots': ('dora.html#_column_dots', 'qdora_lab/dora.py'),
                                 'qdora_lab.dora._fused': ('dora.html#_fused', 'qdora_lab/dora.py'),
                                 'qdora_lab.dora._guard_rows': ('dora.html#_guard_rows', 'qdora_lab/dora.py'),

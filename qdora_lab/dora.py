@@ -379,6 +379,12 @@ def init_from_residual(self:QDoRALinear,
     return self
 
 # %% ../nbs/12_dora.ipynb #2c29490c
+def _checkpointing(model)->bool:
+    "True when a transformers model has activation (gradient) checkpointing on (read without deprecation warnings)."
+    for name in ('is_activation_checkpointing', 'is_gradient_checkpointing'):   # the newer name first
+        if hasattr(type(model), name): return bool(getattr(model, name))
+    return False
+
 def auto_recompute(
     model:nn.Module, # a model holding QDoRALinear layers with recompute='auto'
 )->nn.Module:        # the same model, with one-shot probe hooks installed (none when no layer is 'auto')
@@ -403,7 +409,7 @@ def auto_recompute(
         if 'hooks' not in state: return
         state.pop('hooks').__exit__(None, None, None); outputs = _PROBES.pop()
         if not outputs: return                             # no adapter built a graph (frozen, or no grad): try the next forward
-        ckpt = bool(getattr(mod, 'is_gradient_checkpointing', False))   # transformers' flag: saved outputs are transient
+        ckpt = _checkpointing(mod)                                      # then saved outputs are transient anyway
         state['chosen'] = {m: not ckpt and bool(outputs.get(m)) and all(state['counts'].get(p, 0) == 1 for p in outputs[m])
                            for m in layers}
     handles += [model.register_forward_pre_hook(before, with_kwargs=True),

@@ -351,10 +351,10 @@ def read_peft_adapters(
     lacking = [f"{n}.{t}" for n in names for t in _PEFT_NAMES if f"{n}.{t}" not in sd]
     if lacking: raise ValueError(f"{where} lacks {', '.join(lacking[:3])}; every adapted layer needs lora_A, lora_B and lora_magnitude_vector")
     layers = {n: dict(r=int(sd[n + '.lora_A'].shape[0]), alpha=float(_peft_pattern(cfg.get('alpha_pattern'), n, cfg.get('lora_alpha', 8))),
-                      dropout=float(cfg.get('lora_dropout') or 0.0), use_rslora=bool(cfg.get('use_rslora')), recompute=False)
+                      dropout=float(cfg.get('lora_dropout') or 0.0), use_rslora=bool(cfg.get('use_rslora')), recompute='auto')
               for n in names}
     dora = dict(type='DoRAConfig', r=cfg.get('r'), alpha=cfg.get('lora_alpha'), dropout=cfg.get('lora_dropout') or 0.0,
-                use_rslora=bool(cfg.get('use_rslora')), target_modules=names, recompute=False, source='peft')
+                use_rslora=bool(cfg.get('use_rslora')), target_modules=names, recompute='auto', source='peft')
     return sd, dora, layers
 
 # %% ../nbs/13_model.ipynb #b81a840a
