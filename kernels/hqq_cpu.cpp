@@ -391,12 +391,65 @@ void column_dots(const float* g, const float* y, int64_t M, int64_t N, int64_t l
     }
 }
 
+// ---- mixed-bit layers (chapter 09): bit planes, a column permutation, fp16 meta per (row, group) ------------------
+// Width block b holds layout columns J0 .. J0+cols-1; each of its planes (p bits, P = 8/p codes per byte) is the
+// transposed codes of the block packed along their rows: byte [r % n, o] of plane [n = cols/P, N] carries, in chunk
+// r / n, bits of the code of (row o, layout column J0 + r). Planes combine high first (code |= bits << shift).
+// W[o, perm[j]] = round_DT(float32 (code - z) * s, or code * s - z), times an optional row factor rounded once more:
+// the PyTorch reference's arithmetic. Threads own tiles of 64 rows; a tile reads 64 consecutive bytes of a plane per
+// column (one cache line) and writes its 64 rows of W, which stay in L2.
+struct MBPlane { const uint8_t* ptr; int bits, shift; };
+struct MBBlock { int64_t J0, cols; int nplanes; MBPlane planes[2]; };
+
+template <int DT>
+void mixed_dequantize(const MBBlock* blocks, int nblocks, int64_t N, int64_t K, int64_t g, const int64_t* perm,
+                      const uint16_t* scale, const uint16_t* zero, bool scaled_zero, const float* row_scale, void* out,
+                      int nthreads) {
+    constexpr int T = 64;
+    const int64_t G = K / g, tiles = (N + T - 1) / T;
+    #pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t o0 = t * T, rows = (N - o0 < T) ? N - o0 : T;
+        float sv[T], zv[T], fv[T];
+        uint8_t code[T];
+        for (int64_t i = 0; i < rows; ++i) fv[i] = row_scale ? row_scale[o0 + i] : 1.0f;
+        for (int b = 0; b < nblocks; ++b) {
+            const MBBlock& B = blocks[b];
+            for (int64_t r = 0; r < B.cols; ++r) {
+                const int64_t j = B.J0 + r, col = perm[j];
+                if (r % g == 0) {                          // a new group: its scale and zero for the tile's rows
+                    const int64_t q = j / g;
+                    for (int64_t i = 0; i < rows; ++i) { sv[i] = f16_to_float(scale[(o0 + i) * G + q]); zv[i] = f16_to_float(zero[(o0 + i) * G + q]); }
+                }
+                for (int64_t i = 0; i < rows; ++i) code[i] = 0;
+                for (int pl = 0; pl < B.nplanes; ++pl) {
+                    const MBPlane& Pp = B.planes[pl];
+                    const int P = 8 / Pp.bits;
+                    const int64_t n = B.cols / P;
+                    const int sh = (P - 1 - int(r / n)) * Pp.bits;
+                    const uint8_t* src = Pp.ptr + (r % n) * N + o0;
+                    const uint8_t mask = uint8_t((1u << Pp.bits) - 1);
+                    for (int64_t i = 0; i < rows; ++i) code[i] |= uint8_t(((src[i] >> sh) & mask) << Pp.shift);
+                }
+                for (int64_t i = 0; i < rows; ++i) {
+                    const float c = float(code[i]);
+                    float v;
+                    if (scaled_zero) { v = c * sv[i]; v = v - zv[i]; }
+                    else { v = c - zv[i]; v = v * sv[i]; }
+                    v = round_to<DT>(v);
+                    store<DT>(out, (o0 + i) * K + col, v * fv[i]);
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 extern "C" {
 
 // Version of this file's ABI: qdora_lab.cpu checks it after loading.
-int qd_abi_version() { return 2; }
+int qd_abi_version() { return 3; }
 
 // gy = column sums of g * y, gs = column sums of g (gs may be null); float32 [M, N] with row strides ldg, ldy.
 void qd_column_dots(const float* g, const float* y, int64_t M, int64_t N, int64_t ldg, int64_t ldy, float* gy, float* gs,
@@ -447,6 +500,30 @@ int qd_matmul(const void* wq, int word_bytes, int bits, int P, int64_t n, int64_
         return 2;
     }
     return 1;
+}
+
+// Mixed-bit dequantize: nblocks width blocks; block b has J0[b], cols[b], nplanes[b] planes, whose pointers, bit widths
+// and code shifts are plane_ptr/plane_bits/plane_shift[2*b + i]. scale and zero: fp16 [N, K/g]. Returns 0, or 2 for an
+// unknown dtype code.
+int qd_mixed_dequantize(int nblocks, const int64_t* J0, const int64_t* cols, const int* nplanes, const void* const* plane_ptr,
+                        const int* plane_bits, const int* plane_shift, int64_t N, int64_t K, int64_t g, const int64_t* perm,
+                        const void* scale, const void* zero, int scaled_zero, const float* row_scale, void* out, int dtype,
+                        int nthreads) {
+    MBBlock blocks[8];
+    if (nblocks > 8) return 1;
+    for (int b = 0; b < nblocks; ++b) {
+        blocks[b].J0 = J0[b]; blocks[b].cols = cols[b]; blocks[b].nplanes = nplanes[b];
+        for (int i = 0; i < nplanes[b]; ++i)
+            blocks[b].planes[i] = MBPlane{static_cast<const uint8_t*>(plane_ptr[2 * b + i]), plane_bits[2 * b + i], plane_shift[2 * b + i]};
+    }
+    const uint16_t* s = static_cast<const uint16_t*>(scale);
+    const uint16_t* z = static_cast<const uint16_t*>(zero);
+    switch (dtype) {
+        case F32: mixed_dequantize<F32>(blocks, nblocks, N, K, g, perm, s, z, scaled_zero, row_scale, out, nthreads); return 0;
+        case F16: mixed_dequantize<F16>(blocks, nblocks, N, K, g, perm, s, z, scaled_zero, row_scale, out, nthreads); return 0;
+        case BF16: mixed_dequantize<BF16>(blocks, nblocks, N, K, g, perm, s, z, scaled_zero, row_scale, out, nthreads); return 0;
+    }
+    return 2;
 }
 
 }  // extern "C"

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SOURCE', 'ABI', 'CXX_FLAGS', 'BUILD', 'DTYPES', 'GEMV_MAX_M', 'cache_dir', 'build_library', 'kernel_library',
-           'kernels_available', 'eager', 'HQQPlan', 'column_dots']
+           'kernels_available', 'eager', 'HQQPlan', 'column_dots', 'MixedBitPlan']
 
 # %% ../nbs/06_cpu_kernels.ipynb #30c6b76d
 import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, time, warnings
@@ -15,14 +15,15 @@ from torch import Tensor
 from fastcore.basics import patch
 from .core import kernels_dir, cpu_scratch
 from .quant import dequantize_packed
-from .cuda import plan_layout, check_packed
+from .bitpack import unpack_planes
+from .cuda import plan_layout, check_packed, mb_layout
 
 # %% ../nbs/06_cpu_kernels.ipynb #1d6f3347
 _OFF = ('0', 'off', 'false', 'no')
 _WARNED = set()
 SOURCE = 'hqq_cpu.cpp'  # the kernels' source in kernels/
-ABI = 2                 # what `qd_abi_version()` must return: the Python side and the source agree on signatures
-CXX_FLAGS = ('-O3', '-march=native', '-fopenmp', '-shared', '-fPIC', '-std=c++17')
+ABI = 3                 # what `qd_abi_version()` must return: the Python side and the source agree on signatures
+CXX_FLAGS = ('-O3', '-march=native', '-fopenmp', '-ffp-contract=off', '-shared', '-fPIC', '-std=c++17')  # no fused a*b+c: bit-exactness
 BUILD = {}              # how the library of this process was built: path, compiler, seconds (empty until then)
 
 def _warn_once(msg:str):
@@ -86,7 +87,9 @@ _SIGNATURES = {'qd_abi_version': ([], _i32),
                'qd_dequantize': (_LAYOUT + [_ptr, _ptr, _i32, _i32], _i32),
                'qd_matmul_work': ([_i64, _i64, _i32, _i64, _i64], _i64),
                'qd_matmul': (_LAYOUT + [_ptr, _i64, _ptr, _ptr, _i32], _i32),
-               'qd_column_dots': ([_ptr, _ptr, _i64, _i64, _i64, _i64, _ptr, _ptr, _i32], None)}
+               'qd_column_dots': ([_ptr, _ptr, _i64, _i64, _i64, _i64, _ptr, _ptr, _i32], None),
+               'qd_mixed_dequantize': ([_i32, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _ptr, _ptr, _ptr, _i32,
+                                        _ptr, _ptr, _i32, _i32], _i32)}
 
 def _load(path)->ctypes.CDLL:
     "Load the library at `path`, declare its functions and check its ABI number."
@@ -271,3 +274,113 @@ def column_dots(
     kernel_library().qd_column_dots(g.data_ptr(), y.data_ptr(), M, N, g.stride(0), y.stride(0), gy.data_ptr(),
                                     None if gs is None else gs.data_ptr(), torch.get_num_threads())
     return gy, gs
+
+# %% ../nbs/06_cpu_kernels.ipynb #b88ba125
+class MixedBitPlan:
+    "A CPU plan for one mixed-bit weight (MixedBitLinear's bit planes): the compiled dequantize, products through it."
+    def __init__(self,
+        planes:list,       # the layer's bit planes (uint8 [rows, N]): widths widest first, each width's planes high first
+        *,
+        counts,            # groups per width, one entry per width of qdora_lab.bitpack.WIDTHS
+        group_size:int,    # layout columns per group
+        perm:Tensor,       # layout column j holds input channel perm[j]
+        scaled_zero:bool,  # False: W = (q - zero) * scale; True: W = q * scale - zero
+        shape,             # (out_features, in_features)
+    ):
+        self.layout = lay = mb_layout(counts, group_size, shape)
+        want = [(w, p) for w in lay.widths for p in w.planes]
+        if not isinstance(planes, (list, tuple)) or len(planes) != len(want):
+            raise ValueError(f"planes must be {len(want)} tensors (planes {[p for _, p in want]} of widths "
+                             f"{[w.bits for w in lay.widths]}), got {len(planes) if isinstance(planes, (list, tuple)) else type(planes).__name__}")
+        for i, (t, (w, p)) in enumerate(zip(planes, want)):
+            rows = w.groups * lay.g // (8 // p)
+            if not isinstance(t, Tensor) or t.dtype != torch.uint8 or tuple(t.shape) != (rows, lay.N) or t.device.type != 'cpu' or not t.is_contiguous():
+                raise ValueError(f"planes[{i}] ({p}-bit plane of the {w.bits}-bit groups) must be a contiguous CPU uint8 "
+                                 f"({rows}, {lay.N}) tensor, got {getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}")
+        if not isinstance(perm, Tensor) or perm.ndim != 1 or perm.numel() != lay.K or perm.dtype.is_floating_point:
+            raise ValueError(f"perm must be a permutation of range({lay.K}) (1-D integers)")
+        self.planes, self.scaled, self.perm = list(planes), bool(scaled_zero), perm.to('cpu', torch.int64).contiguous()
+        nb = len(lay.widths)
+        self._J0 = (ctypes.c_int64 * nb)(*[w.J0 for w in lay.widths])
+        self._cols = (ctypes.c_int64 * nb)(*[w.groups * lay.g for w in lay.widths])
+        self._np = (ctypes.c_int * nb)(*[len(w.planes) for w in lay.widths])
+        self._slot, bits, shifts, i = [None] * 2 * nb, [0] * 2 * nb, [0] * 2 * nb, 0   # plane i of width b at 2*b + k
+        for b, w in enumerate(lay.widths):
+            sh = w.bits
+            for k, p in enumerate(w.planes):
+                sh -= p
+                self._slot[2 * b + k], bits[2 * b + k], shifts[2 * b + k] = i, p, sh
+                i += 1
+        self._bits, self._shifts = (ctypes.c_int * (2 * nb))(*bits), (ctypes.c_int * (2 * nb))(*shifts)
+
+    def _plane_ptrs(self):
+        "The planes' addresses for one call (taken now: a copied plan points at its own planes)."
+        return (ctypes.c_void_p * len(self._slot))(*[None if i is None else self.planes[i].data_ptr() for i in self._slot])
+
+    def __repr__(self):
+        l = self.layout
+        return (f"MixedBitPlan(cpu, widths={[w.bits for w in l.widths]}, group_size={l.g}, shape=({l.N}, {l.K}), "
+                f"scaled_zero={self.scaled})")
+
+    def nbytes(self)->int:
+        "Bytes the plan holds beyond the layer's tensors: the int64 copy of the permutation."
+        return self.perm.numel() * 8
+
+@patch
+def _deq_eager(self:MixedBitPlan, scale, zero, dtype, out, row_scale):
+    "The PyTorch reference (MixedBitLinear's arithmetic): unpack, scale and zero in float32, un-permute, round."
+    lay, blocks, i = self.layout, [], 0
+    for w in lay.widths:
+        blocks.append(unpack_planes(self.planes[i:i + len(w.planes)], w.bits).t()); i += len(w.planes)
+    q = torch.cat(blocks, 1).float()
+    s, z = scale.float().repeat_interleave(lay.g, 1), zero.float().repeat_interleave(lay.g, 1)
+    Wl = q.mul_(s).sub_(z) if self.scaled else q.sub_(z).mul_(s)
+    W = torch.empty_like(Wl).index_copy_(1, self.perm, Wl).to(dtype)
+    if row_scale is not None: W = (W * row_scale[:, None]).to(dtype)
+    return W if out is None else out.copy_(W)
+
+@patch
+def dequantize(self:MixedBitPlan,
+    scale:Tensor,          # fp16 [N, K/g] (as MixedBitLinear stores it)
+    zero:Tensor,           # fp16 [N, K/g]
+    dtype:torch.dtype,     # result dtype: float32, float16 or bfloat16
+    out:Tensor=None,       # optional contiguous [N, K] result buffer of `dtype`
+    row_scale:Tensor=None, # optional [N]: row o times row_scale[o] (as float32), rounded once more to `dtype`
+)->Tensor:                 # W [N, K] in the original channel order, bit-exact with MixedBitLinear._dequantize
+    "The dense weight in one pass over the bit planes (the reference where the kernels do not apply)."
+    l = self.layout
+    if dtype not in DTYPES: raise TypeError(f"dtype={dtype} is not supported; allowed: {', '.join(map(str, DTYPES))}")
+    if out is not None and (out.dtype != dtype or tuple(out.shape) != (l.N, l.K) or not out.is_contiguous()):
+        raise ValueError(f"out must be a contiguous ({l.N}, {l.K}) tensor of {dtype}, got {tuple(out.shape)} {out.dtype}")
+    if row_scale is not None:
+        if tuple(row_scale.shape) != (l.N,): raise ValueError(f"row_scale has shape {tuple(row_scale.shape)}; expected ({l.N},)")
+        row_scale = row_scale.float().contiguous()
+    if scale.dtype != torch.float16 or zero.dtype != torch.float16 or not kernels_available():
+        return self._deq_eager(scale, zero, dtype, out, row_scale)
+    o = torch.empty(l.N, l.K, dtype=dtype) if out is None else out
+    scale, zero = scale.contiguous(), zero.contiguous()
+    rc = kernel_library().qd_mixed_dequantize(len(l.widths), self._J0, self._cols, self._np, self._plane_ptrs(), self._bits,
+                                              self._shifts, l.N, l.K, l.g, self.perm.data_ptr(), scale.data_ptr(),
+                                              zero.data_ptr(), int(self.scaled),
+                                              None if row_scale is None else row_scale.data_ptr(), o.data_ptr(),
+                                              _CODE[dtype], torch.get_num_threads())
+    if rc: raise RuntimeError(f"qd_mixed_dequantize returned {rc} for {self!r}: a bug in qdora_lab, please report it")
+    return o
+
+@patch
+def _transient_weight(self:MixedBitPlan, scale:Tensor, zero:Tensor, t:Tensor)->Tensor:
+    "W in `t`'s dtype for one product with `t`: in `core.cpu_scratch` unless autograd would keep it."
+    l = self.layout
+    keep = torch.is_grad_enabled() and t.requires_grad
+    return self.dequantize(scale, zero, t.dtype, out=None if keep else cpu_scratch((l.N, l.K), t.dtype))
+
+@patch
+def matmul(self:MixedBitPlan, x:Tensor, scale:Tensor, zero:Tensor)->Tensor:
+    "`x @ W.T` [M, N]: dequantize (into the scratch buffer) + torch.matmul."
+    if x.dtype not in DTYPES: raise TypeError(f"x has dtype {x.dtype}; allowed: {', '.join(map(str, DTYPES))}")
+    return torch.matmul(x, self._transient_weight(scale, zero, x).t())
+
+@patch
+def matmul_t(self:MixedBitPlan, g:Tensor, scale:Tensor, zero:Tensor)->Tensor:
+    "`g @ W` [M, K]: dequantize (into the scratch buffer) + torch.matmul."
+    return torch.matmul(g, self._transient_weight(scale, zero, g))

@@ -235,6 +235,11 @@ def _apply(self:QuantizedLinear, fn, recurse=True):
     return self
 
 @patch
+def __getstate__(self:QuantizedLinear)->dict:
+    "Pickling and `copy.deepcopy` leave the kernel plans behind (device state, raw addresses): a copy builds its own."
+    return {**self.__dict__, '_plans': {}}
+
+@patch
 def _load_from_state_dict(self:QuantizedLinear, state_dict, prefix, *args):
     "Check the config first, load as `nn.Module` does, then forget the plans, decode the layout again and validate."
     if prefix + '_extra_state' in state_dict: self.set_extra_state(state_dict[prefix + '_extra_state'])

@@ -204,9 +204,14 @@ def _plan_inputs(self:MixedBitLinear)->tuple:
 
 @patch
 def _make_plan(self:MixedBitLinear, device):
-    "The CUDA plan of chapter 05 (`qdora_lab.cuda.MixedBitPlan`) where CuPy and the layer's GPU are; None elsewhere."
+    "The CUDA plan of chapter 05 where CuPy and the layer's GPU are, the CPU plan of chapter 06 on the CPU; else None."
     planes = [getattr(self, n) for n in self._planes]
-    if device.type != 'cuda' or any(t.device != device for t in planes): return None
+    if any(t.device != device for t in planes): return None
+    if device.type == 'cpu':
+        from qdora_lab import cpu
+        return cpu.MixedBitPlan(planes, counts=self.counts.tolist(), group_size=self.group_size, perm=self.perm,
+                                scaled_zero=self.scaled_zero, shape=(self.out_features, self.in_features))
+    if device.type != 'cuda': return None
     from qdora_lab import cuda
     if not cuda.kernels_available(): return None
     return cuda.MixedBitPlan(planes, counts=self.counts.tolist(), group_size=self.group_size, perm=self.perm,
