@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SOURCE', 'ABI', 'CXX_FLAGS', 'BUILD', 'DTYPES', 'GEMV_MAX_M', 'cache_dir', 'build_library', 'kernel_library',
-           'kernels_available', 'eager', 'HQQPlan', 'column_dots', 'MixedBitPlan']
+           'kernels_available', 'eager', 'HQQPlan', 'column_dots', 'MixedBitPlan', 'mixed_codes', 'mixed_weight']
 
 # %% ../nbs/06_cpu_kernels.ipynb #30c6b76d
 import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, time, warnings
@@ -215,12 +215,11 @@ def dequantize(self:HQQPlan,
     return o
 
 # %% ../nbs/06_cpu_kernels.ipynb #c49b3197
-@patch
-def _transient_weight(self:HQQPlan, scale:Tensor, zero:Tensor, t:Tensor)->Tensor:
-    "W in `t`'s dtype for one product with `t`: in `core.cpu_scratch` unless autograd would keep it (then a new tensor)."
-    l = self.layout
+def _transient_weight(plan, scale:Tensor, zero:Tensor, t:Tensor)->Tensor:
+    "`plan`'s W in `t`'s dtype for one product with `t`: in `core.cpu_scratch` unless autograd would keep it (then new)."
+    l = plan.layout
     keep = torch.is_grad_enabled() and t.requires_grad
-    return self.dequantize(scale, zero, t.dtype, out=None if keep else cpu_scratch((l.N, l.K), t.dtype))
+    return plan.dequantize(scale, zero, t.dtype, out=None if keep else cpu_scratch((l.N, l.K), t.dtype))
 
 @patch
 def matmul(self:HQQPlan,
@@ -232,7 +231,7 @@ def matmul(self:HQQPlan,
     l, M = self.layout, x.shape[0]
     if x.dtype not in DTYPES: raise TypeError(f"x has dtype {x.dtype}; allowed: {', '.join(map(str, DTYPES))}")
     if M == 0 or M > GEMV_MAX_M or self.eager_reason is not None or not kernels_available():
-        return torch.matmul(x, self._transient_weight(scale, zero, x).t())
+        return torch.matmul(x, _transient_weight(self, scale, zero, x).t())
     _check_meta_dtype(scale, 'scale'); _check_meta_dtype(zero, 'zero')
     if scale.dtype != zero.dtype: scale, zero = scale.float(), zero.float()
     lib = kernel_library()
@@ -252,7 +251,7 @@ def matmul_t(self:HQQPlan,
     zero:Tensor,  # hqq-shaped zero
 )->Tensor:        # g @ W, [M, K] in g's dtype
     "`g @ W` (the input gradient): the fused dequantize, then torch.matmul."
-    return torch.matmul(g, self._transient_weight(scale, zero, g))
+    return torch.matmul(g, _transient_weight(self, scale, zero, g))
 
 # %% ../nbs/06_cpu_kernels.ipynb #b5000965
 def column_dots(
@@ -326,16 +325,37 @@ class MixedBitPlan:
         "Bytes the plan holds beyond the layer's tensors: the int64 copy of the permutation."
         return self.perm.numel() * 8
 
+def mixed_codes(
+    planes:list, # a mixed-bit weight's bit planes, widest width first, each width's planes high first
+    layout,      # its `mb_layout`
+)->Tensor:       # uint8 codes [N, K] in layout order
+    "The codes of a mixed-bit weight in layout order: each width's planes unpacked, recombined, transposed back."
+    blocks, i = [], 0
+    for w in layout.widths:
+        blocks.append(unpack_planes(planes[i:i + len(w.planes)], w.bits).t()); i += len(w.planes)
+    return torch.cat(blocks, 1)
+
+def mixed_weight(
+    codes:Tensor,      # uint8 [N, K] in layout order
+    scale:Tensor,      # [N, K/g], one per (row, group)
+    zero:Tensor,       # [N, K/g]
+    perm:Tensor,       # layout column j holds input channel perm[j]
+    group_size:int,    # layout columns per group
+    scaled_zero:bool,  # False: (q - zero) * scale; True: q * scale - zero
+    dtype:torch.dtype, # result dtype
+)->Tensor:             # W [N, K] in the original channel order
+    "The reference arithmetic of a mixed-bit weight (MixedBitLinear's and the kernel's): float32 (float64 for float64), un-permuted."
+    wd = torch.float64 if dtype == torch.float64 else torch.float32
+    q = codes.to(wd)
+    s, z = scale.to(wd).repeat_interleave(group_size, 1), zero.to(wd).repeat_interleave(group_size, 1)
+    Wl = q.mul_(s).sub_(z) if scaled_zero else q.sub_(z).mul_(s)
+    return torch.empty_like(Wl).index_copy_(1, perm.long(), Wl).to(dtype)
+
 @patch
 def _deq_eager(self:MixedBitPlan, scale, zero, dtype, out, row_scale):
-    "The PyTorch reference (MixedBitLinear's arithmetic): unpack, scale and zero in float32, un-permute, round."
-    lay, blocks, i = self.layout, [], 0
-    for w in lay.widths:
-        blocks.append(unpack_planes(self.planes[i:i + len(w.planes)], w.bits).t()); i += len(w.planes)
-    q = torch.cat(blocks, 1).float()
-    s, z = scale.float().repeat_interleave(lay.g, 1), zero.float().repeat_interleave(lay.g, 1)
-    Wl = q.mul_(s).sub_(z) if self.scaled else q.sub_(z).mul_(s)
-    W = torch.empty_like(Wl).index_copy_(1, self.perm, Wl).to(dtype)
+    "The reference path: `mixed_weight` of `mixed_codes`, times the row factor rounded once more."
+    l = self.layout
+    W = mixed_weight(mixed_codes(self.planes, l), scale, zero, self.perm, l.g, self.scaled, dtype)
     if row_scale is not None: W = (W * row_scale[:, None]).to(dtype)
     return W if out is None else out.copy_(W)
 
@@ -368,19 +388,12 @@ def dequantize(self:MixedBitPlan,
     return o
 
 @patch
-def _transient_weight(self:MixedBitPlan, scale:Tensor, zero:Tensor, t:Tensor)->Tensor:
-    "W in `t`'s dtype for one product with `t`: in `core.cpu_scratch` unless autograd would keep it."
-    l = self.layout
-    keep = torch.is_grad_enabled() and t.requires_grad
-    return self.dequantize(scale, zero, t.dtype, out=None if keep else cpu_scratch((l.N, l.K), t.dtype))
-
-@patch
 def matmul(self:MixedBitPlan, x:Tensor, scale:Tensor, zero:Tensor)->Tensor:
     "`x @ W.T` [M, N]: dequantize (into the scratch buffer) + torch.matmul."
     if x.dtype not in DTYPES: raise TypeError(f"x has dtype {x.dtype}; allowed: {', '.join(map(str, DTYPES))}")
-    return torch.matmul(x, self._transient_weight(scale, zero, x).t())
+    return torch.matmul(x, _transient_weight(self, scale, zero, x).t())
 
 @patch
 def matmul_t(self:MixedBitPlan, g:Tensor, scale:Tensor, zero:Tensor)->Tensor:
     "`g @ W` [M, K]: dequantize (into the scratch buffer) + torch.matmul."
-    return torch.matmul(g, self._transient_weight(scale, zero, g))
+    return torch.matmul(g, _transient_weight(self, scale, zero, g))

@@ -16,6 +16,8 @@ import torch
 from torch import nn, Tensor
 from .core import check_choice, check_int, check_tensor, check_float_dtype
 from .bitpack import pack, unpack, WIDTHS, PLANES, pack_planes, unpack_planes
+from .cuda import mb_layout
+from .cpu import mixed_codes, mixed_weight
 from . import quant
 from .layer import QuantizedLinear, register_quantizer, is_plain_linear, _expect_tensors
 from fastcore.basics import patch
@@ -155,11 +157,8 @@ class MixedBitLinear(QuantizedLinear):
 # %% ../nbs/09_mixedbit.ipynb #04083a05
 @patch
 def _layout_codes(self:MixedBitLinear)->Tensor:
-    "uint8 codes [out, in] in layout order."
-    blocks, g = [], self.group_size
-    for b, n in zip(WIDTHS, self.counts.tolist()):
-        if n: blocks.append(unpack_planes([getattr(self, f'q{b}_{i}') for i in range(len(PLANES[b]))], b).t())
-    return torch.cat(blocks, dim=1)
+    "uint8 codes [out, in] in layout order (`cpu.mixed_codes` of the planes)."
+    return mixed_codes([getattr(self, n) for n in self._planes], mb_layout(self.counts, self.group_size, (self.out_features, self.in_features)))
 
 @patch
 def _unpermute(self:MixedBitLinear, Wl:Tensor)->Tensor:
@@ -176,12 +175,7 @@ def _dequantize(self:MixedBitLinear,
     dtype, # result dtype
 )->Tensor: # dense weight [out_features, in_features], original channel order
     "The PyTorch reference: unpack each width's block, apply scale and zero (float32, or float64), un-permute."
-    wd = torch.float64 if dtype == torch.float64 else torch.float32
-    q = self._layout_codes().to(wd)
-    s = self.scale.to(wd).repeat_interleave(self.group_size, dim=1)
-    z = self.zero.to(wd).repeat_interleave(self.group_size, dim=1)
-    Wl = q.mul_(s).sub_(z) if self.scaled_zero else q.sub_(z).mul_(s)
-    return self._unpermute(Wl).to(dtype)
+    return mixed_weight(self._layout_codes(), self.scale, self.zero, self.perm, self.group_size, self.scaled_zero, dtype)
 
 @patch
 def channel_bits(self:MixedBitLinear)->Tensor:
