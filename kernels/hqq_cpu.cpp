@@ -5,15 +5,10 @@
 //   qd_dequantize: the dense weight, bit for bit what eager PyTorch computes (`dequantize_packed`), optionally
 //                  times one factor per row;
 //   qd_matmul:     y = x @ W.T for a few rows of x, float32 accumulation, meta applied per group.
-// and, for the DoRA step (chapter 12), two passes over [M, N] float32 activations: qd_lowrank_epilogue (the forward's
-// y = (P + u Bt) * c + bias in place) and qd_column_reduce (the backward's column sums of g*y and g, and u^T g).
 // Layout (see chapters 01 and 03): the codes form a grouped matrix [R, C] (axis=1: one group per row, C = group size;
 // axis=0: R = group size, one group per column). Packed row j of [n, C] words holds, in chunk k, grouped row
 // k*n + j at bit offset (P-1-k)*bits. Flat element f of the grouped matrix is flat element f of W [N, K].
-#include <array>
 #include <cstdint>
-#include <utility>
-#include <vector>
 #include <cstring>
 #include <omp.h>
 #if defined(__AVX512F__)
@@ -373,14 +368,12 @@ int dispatch_matmul(const Layout& L, const void* wq, const void* s, const void* 
     return 0;
 }
 
-// ---- column reductions (DoRA's magnitude, bias and B gradients) ---------------------------------------------------
-// For float32 [M, N] rows g and y (leading dimensions ldg, ldy) and [M, r] rows u (ldu), in one pass over g:
-//   gy[o] = sum_m g[m, o] * y[m, o],  gs[o] = sum_m g[m, o],  uTg[k, o] = sum_m u[m, k] * g[m, o]  ([r, N]),
-// each output optional (null). gy and gs use double accumulators (M can be tens of thousands of tokens); uTg is a
-// float32 product like torch.mm's. Threads own blocks of 256 columns and walk all rows of their block four at a time:
-// the block's rows of g and y stay in L1, uTg[:, block] (r x 1 KB) in L1/L2, and every store to it carries four rows.
-void column_reduce_generic(const float* g, int64_t ldg, const float* y, int64_t ldy, const float* u, int64_t ldu, int64_t M,
-                   int64_t N, int64_t r, float* gy, float* gs, float* uTg, int nthreads) {
+// ---- column dot products (DoRA's magnitude gradient) ------------------------------------------------------------
+// gy[o] = sum_m g[m, o] * y[m, o] and gs[o] = sum_m g[m, o] for float32 [M, N] rows (leading dimensions ldg, ldy),
+// one pass, no [M, N] temporary, double accumulators (M can be tens of thousands of tokens). Threads own column
+// blocks; each walks all rows of its block (contiguous pieces of every row).
+void column_dots(const float* g, const float* y, int64_t M, int64_t N, int64_t ldg, int64_t ldy, float* gy, float* gs,
+                 int nthreads) {
     constexpr int64_t BLOCK = 256;
     const int64_t nblocks = (N + BLOCK - 1) / BLOCK;
     #pragma omp parallel for num_threads(nthreads) schedule(static)
@@ -388,207 +381,15 @@ void column_reduce_generic(const float* g, int64_t ldg, const float* y, int64_t 
         const int64_t o0 = b * BLOCK, w = (N - o0 < BLOCK) ? N - o0 : BLOCK;
         double ay[BLOCK], ag[BLOCK];
         for (int64_t j = 0; j < w; ++j) { ay[j] = 0; ag[j] = 0; }
-        if (uTg) for (int64_t k = 0; k < r; ++k) std::memset(uTg + k * N + o0, 0, w * sizeof(float));
-        int64_t m = 0;
-        for (; m + 4 <= M; m += 4) {
-            const float *g0 = g + m * ldg + o0, *g1 = g0 + ldg, *g2 = g1 + ldg, *g3 = g2 + ldg;
-            if (y) {
-                const float *y0 = y + m * ldy + o0, *y1 = y0 + ldy, *y2 = y1 + ldy, *y3 = y2 + ldy;
-                #pragma omp simd
-                for (int64_t j = 0; j < w; ++j)
-                    ay[j] += (double(g0[j]) * y0[j] + double(g1[j]) * y1[j]) + (double(g2[j]) * y2[j] + double(g3[j]) * y3[j]);
-            }
-            if (gs) {
-                #pragma omp simd
-                for (int64_t j = 0; j < w; ++j) ag[j] += (double(g0[j]) + g1[j]) + (double(g2[j]) + g3[j]);
-            }
-            if (uTg) for (int64_t k = 0; k < r; ++k) {
-                const float a0 = u[m * ldu + k], a1 = u[(m + 1) * ldu + k], a2 = u[(m + 2) * ldu + k], a3 = u[(m + 3) * ldu + k];
-                float* o = uTg + k * N + o0;
-                #pragma omp simd
-                for (int64_t j = 0; j < w; ++j)
-                    o[j] = __builtin_fmaf(a3, g3[j], __builtin_fmaf(a2, g2[j], __builtin_fmaf(a1, g1[j], __builtin_fmaf(a0, g0[j], o[j]))));
-            }
-        }
-        for (; m < M; ++m) {
+        for (int64_t m = 0; m < M; ++m) {
             const float* gr = g + m * ldg + o0;
-            if (y) { const float* yr = y + m * ldy + o0;
-                     #pragma omp simd
-                     for (int64_t j = 0; j < w; ++j) ay[j] += double(gr[j]) * double(yr[j]); }
-            if (gs) {
-                #pragma omp simd
-                for (int64_t j = 0; j < w; ++j) ag[j] += double(gr[j]);
-            }
-            if (uTg) for (int64_t k = 0; k < r; ++k) {
-                const float a = u[m * ldu + k]; float* o = uTg + k * N + o0;
-                #pragma omp simd
-                for (int64_t j = 0; j < w; ++j) o[j] = __builtin_fmaf(a, gr[j], o[j]);
-            }
-        }
-        if (gy) for (int64_t j = 0; j < w; ++j) gy[o0 + j] = float(ay[j]);
-        if (gs) for (int64_t j = 0; j < w; ++j) gs[o0 + j] = float(ag[j]);
-    }
-}
-
-// ---- the low-rank epilogue (DoRA's forward) ------------------------------------------------------------------------
-// P <- (P + u Bt) * c + bias in place, for float32 rows P [M, N] (ldp), u [M, r] (ldu), Bt [r, N] (the scaled B^T,
-// contiguous), c [N], bias [N] or null: one read and one write of P instead of PyTorch's three passes (addmm_, mul_,
-// add_). Threads own rows; each row is done in pieces of 512 columns, kept in registers/L1 across the r updates.
-void lowrank_epilogue_generic(float* P, int64_t ldp, const float* u, int64_t ldu, const float* Bt, const float* c,
-                      const float* bias, int64_t M, int64_t N, int64_t r, int nthreads) {
-    constexpr int64_t PIECE = 512;
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t m = 0; m < M; ++m) {
-        float* p = P + m * ldp;
-        const float* um = u + m * ldu;
-        for (int64_t o0 = 0; o0 < N; o0 += PIECE) {
-            const int64_t w = (N - o0 < PIECE) ? N - o0 : PIECE;
-            float acc[PIECE];
+            const float* yr = y + m * ldy + o0;
             #pragma omp simd
-            for (int64_t j = 0; j < w; ++j) acc[j] = p[o0 + j];
-            for (int64_t k = 0; k < r; ++k) {
-                const float a = um[k]; const float* bk = Bt + k * N + o0;
-                #pragma omp simd
-                for (int64_t j = 0; j < w; ++j) acc[j] = __builtin_fmaf(a, bk[j], acc[j]);
-            }
-            if (bias) {
-                #pragma omp simd
-                for (int64_t j = 0; j < w; ++j) p[o0 + j] = __builtin_fmaf(acc[j], c[o0 + j], bias[o0 + j]);
-            } else {
-                #pragma omp simd
-                for (int64_t j = 0; j < w; ++j) p[o0 + j] = acc[j] * c[o0 + j];
-            }
+            for (int64_t j = 0; j < w; ++j) { ay[j] += double(gr[j]) * double(yr[j]); ag[j] += double(gr[j]); }
         }
+        for (int64_t j = 0; j < w; ++j) { gy[o0 + j] = float(ay[j]); if (gs) gs[o0 + j] = float(ag[j]); }
     }
 }
-
-
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
-// The same two passes with AVX-512 intrinsics. column_reduce: threads own blocks of up to 16 chunks of 16 columns and
-// walk the rows 16 at a time (16 rows x 1 KB of g in L1). For each k, u[m, k] of the 16 rows is broadcast into 16
-// registers once and used for every chunk of the block: per chunk one load and one store of u^T g, 16 FMAs. The two
-// sums keep double accumulators per chunk, loaded and stored once per 16 rows. lowrank_epilogue: blocks of 8 rows x
-// 16 columns in registers, each load of Bt feeding 8 FMAs.
-template <int RB>
-inline void reduce_rows(const float* g, int64_t ldg, const float* y, int64_t ldy, const float* u, int64_t ldu, int64_t m0,
-                        int64_t N, int64_t o0, int64_t nch, int64_t r, bool sums, double* dsum, float* uTg) {
-    const int64_t ow = N - o0;
-    auto mask = [&](int64_t c) { const int64_t w = ow - 16 * c; return static_cast<__mmask16>(w >= 16 ? 0xFFFF : (1u << w) - 1); };
-    if (sums) for (int64_t c = 0; c < nch; ++c) {
-        const __mmask16 mk = mask(c);
-        double* d = dsum + c * 32;
-        __m512d dy0 = _mm512_loadu_pd(d), dy1 = _mm512_loadu_pd(d + 8), ds0 = _mm512_loadu_pd(d + 16), ds1 = _mm512_loadu_pd(d + 24);
-        #pragma GCC unroll 16
-        for (int i = 0; i < RB; ++i) {
-            const __m512 gv = _mm512_maskz_loadu_ps(mk, g + (m0 + i) * ldg + o0 + 16 * c);
-            const __m512d g0 = _mm512_cvtps_pd(_mm512_castps512_ps256(gv)), g1 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(gv, 1));
-            ds0 = _mm512_add_pd(ds0, g0); ds1 = _mm512_add_pd(ds1, g1);
-            if (y) {
-                const __m512 yv = _mm512_maskz_loadu_ps(mk, y + (m0 + i) * ldy + o0 + 16 * c);
-                dy0 = _mm512_fmadd_pd(g0, _mm512_cvtps_pd(_mm512_castps512_ps256(yv)), dy0);
-                dy1 = _mm512_fmadd_pd(g1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(yv, 1)), dy1);
-            }
-        }
-        _mm512_storeu_pd(d, dy0); _mm512_storeu_pd(d + 8, dy1); _mm512_storeu_pd(d + 16, ds0); _mm512_storeu_pd(d + 24, ds1);
-    }
-    for (int64_t k = 0; k < r; ++k) {
-        __m512 bu[RB];
-        #pragma GCC unroll 16
-        for (int i = 0; i < RB; ++i) bu[i] = _mm512_set1_ps(u[(m0 + i) * ldu + k]);
-        float* o = uTg + k * N + o0;
-        int64_t c = 0;
-        for (; c + 8 <= nch && 16 * (c + 8) <= ow; c += 8) {   // 8 whole chunks at once: 8 independent FMA chains
-            __m512 acc[8];
-            #pragma GCC unroll 16
-            for (int j = 0; j < 8; ++j) acc[j] = _mm512_loadu_ps(o + 16 * (c + j));
-            #pragma GCC unroll 16
-            for (int i = 0; i < RB; ++i) {
-                const float* gr = g + (m0 + i) * ldg + o0 + 16 * c;
-                #pragma GCC unroll 16
-                for (int j = 0; j < 8; ++j) acc[j] = _mm512_fmadd_ps(bu[i], _mm512_loadu_ps(gr + 16 * j), acc[j]);
-            }
-            #pragma GCC unroll 16
-            for (int j = 0; j < 8; ++j) _mm512_storeu_ps(o + 16 * (c + j), acc[j]);
-        }
-        for (; c < nch; ++c) {                   // the rest one chunk at a time, four partial sums over the rows
-            const __mmask16 mk = mask(c);
-            __m512 acc[4] = {_mm512_maskz_loadu_ps(mk, o + 16 * c), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-            #pragma GCC unroll 16
-            for (int i = 0; i < RB; ++i) acc[i & 3] = _mm512_fmadd_ps(bu[i], _mm512_maskz_loadu_ps(mk, g + (m0 + i) * ldg + o0 + 16 * c), acc[i & 3]);
-            _mm512_mask_storeu_ps(o + 16 * c, mk, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-        }
-    }
-}
-
-void column_reduce(const float* g, int64_t ldg, const float* y, int64_t ldy, const float* u, int64_t ldu, int64_t M,
-                   int64_t N, int64_t r, float* gy, float* gs, float* uTg, int nthreads) {
-    const int64_t nchunks = (N + 15) / 16;
-    const bool sums = gy || gs;
-    if (!uTg) r = 0;
-    int64_t per = (nchunks + nthreads - 1) / (nthreads > 0 ? nthreads : 1);     // chunks per block: every thread busy,
-    per = per < 1 ? 1 : (per > 16 ? 16 : per);                                  // at most 1 KB of each row
-    const int64_t nblocks = (nchunks + per - 1) / per;
-    std::vector<double> dsum(sums ? nchunks * 32 : 0);   // per chunk: sum g*y (16 doubles), sum g (16)
-    if (r) for (int64_t k = 0; k < r; ++k) std::memset(uTg + k * N, 0, N * sizeof(float));
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t b = 0; b < nblocks; ++b) {
-        const int64_t c0 = b * per, nch = nchunks - c0 < per ? nchunks - c0 : per, o0 = c0 * 16;
-        double* d = sums ? dsum.data() + c0 * 32 : nullptr;
-        int64_t m = 0;
-        for (; m + 16 <= M; m += 16) reduce_rows<16>(g, ldg, y, ldy, u, ldu, m, N, o0, nch, r, sums, d, uTg);
-        for (; m < M; ++m) reduce_rows<1>(g, ldg, y, ldy, u, ldu, m, N, o0, nch, r, sums, d, uTg);
-        for (int64_t c = 0; c < nch && sums; ++c) {
-            const int64_t w = N - o0 - 16 * c < 16 ? N - o0 - 16 * c : 16;
-            for (int64_t j = 0; j < w; ++j) {
-                if (gy) gy[o0 + 16 * c + j] = float(d[c * 32 + j]);
-                if (gs) gs[o0 + 16 * c + j] = float(d[c * 32 + 16 + j]);
-            }
-        }
-    }
-}
-
-template <int MB>
-inline void epilogue_rows(float* P, int64_t ldp, const float* u, int64_t ldu, const float* Bt, const float* c,
-                          const float* bias, int64_t m0, int64_t N, int64_t r) {
-    for (int64_t o0 = 0; o0 < N; o0 += 16) {
-        const int64_t w = N - o0 < 16 ? N - o0 : 16;
-        const __mmask16 mk = static_cast<__mmask16>((1u << w) - 1);
-        __m512 acc[MB];
-        #pragma GCC unroll 16
-        for (int i = 0; i < MB; ++i) acc[i] = _mm512_maskz_loadu_ps(mk, P + (m0 + i) * ldp + o0);
-        for (int64_t k = 0; k < r; ++k) {
-            const __m512 b = _mm512_maskz_loadu_ps(mk, Bt + k * N + o0);
-            #pragma GCC unroll 16
-            for (int i = 0; i < MB; ++i) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(u[(m0 + i) * ldu + k]), b, acc[i]);
-        }
-        const __m512 cv = _mm512_maskz_loadu_ps(mk, c + o0);
-        const __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + o0) : _mm512_setzero_ps();
-        #pragma GCC unroll 16
-        for (int i = 0; i < MB; ++i)
-            _mm512_mask_storeu_ps(P + (m0 + i) * ldp + o0, mk, bias ? _mm512_fmadd_ps(acc[i], cv, bv) : _mm512_mul_ps(acc[i], cv));
-    }
-}
-
-void lowrank_epilogue(float* P, int64_t ldp, const float* u, int64_t ldu, const float* Bt, const float* c,
-                      const float* bias, int64_t M, int64_t N, int64_t r, int nthreads) {
-    const int64_t nblocks = (M + 7) / 8;
-    #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (int64_t b = 0; b < nblocks; ++b) {
-        const int64_t m0 = b * 8;
-        if (m0 + 8 <= M) epilogue_rows<8>(P, ldp, u, ldu, Bt, c, bias, m0, N, r);
-        else for (int64_t m = m0; m < M; ++m) epilogue_rows<1>(P, ldp, u, ldu, Bt, c, bias, m, N, r);
-    }
-}
-#else
-void column_reduce(const float* g, int64_t ldg, const float* y, int64_t ldy, const float* u, int64_t ldu, int64_t M,
-                   int64_t N, int64_t r, float* gy, float* gs, float* uTg, int nthreads) {
-    column_reduce_generic(g, ldg, y, ldy, u, ldu, M, N, r, gy, gs, uTg, nthreads);
-}
-void lowrank_epilogue(float* P, int64_t ldp, const float* u, int64_t ldu, const float* Bt, const float* c,
-                      const float* bias, int64_t M, int64_t N, int64_t r, int nthreads) {
-    lowrank_epilogue_generic(P, ldp, u, ldu, Bt, c, bias, M, N, r, nthreads);
-}
-#endif
 
 // ---- mixed-bit layers (chapter 09): bit planes, a column permutation, fp16 meta per (row, group) ------------------
 // Width block b holds layout columns J0 .. J0+cols-1; each of its planes (p bits, P = 8/p codes per byte) is the
@@ -648,18 +449,12 @@ void mixed_dequantize(const MBBlock* blocks, int nblocks, int64_t N, int64_t K, 
 extern "C" {
 
 // Version of this file's ABI: qdora_lab.cpu checks it after loading.
-int qd_abi_version() { return 4; }
+int qd_abi_version() { return 3; }
 
-// Column reductions of float32 rows: gy = sum_m g*y, gs = sum_m g, uTg = u^T g ([r, N]); y, u and each output may be null.
-void qd_column_reduce(const float* g, int64_t ldg, const float* y, int64_t ldy, const float* u, int64_t ldu, int64_t M,
-                      int64_t N, int64_t r, float* gy, float* gs, float* uTg, int nthreads) {
-    column_reduce(g, ldg, y, ldy, u, ldu, M, N, r, gy, gs, uTg, nthreads);
-}
-
-// P <- (P + u Bt) * c + bias in place (float32; bias may be null).
-void qd_lowrank_epilogue(float* P, int64_t ldp, const float* u, int64_t ldu, const float* Bt, const float* c,
-                         const float* bias, int64_t M, int64_t N, int64_t r, int nthreads) {
-    lowrank_epilogue(P, ldp, u, ldu, Bt, c, bias, M, N, r, nthreads);
+// gy = column sums of g * y, gs = column sums of g (gs may be null); float32 [M, N] with row strides ldg, ldy.
+void qd_column_dots(const float* g, const float* y, int64_t M, int64_t N, int64_t ldg, int64_t ldy, float* gy, float* gs,
+                    int nthreads) {
+    column_dots(g, y, M, N, ldg, ldy, gy, gs, nthreads);
 }
 
 // Both return 0 on success, 1 for an unknown word size, 2 for an unknown dtype code, 3 (qd_matmul) for M out of 1..MAX_M.

@@ -4,8 +4,7 @@
 
 # %% auto #0
 __all__ = ['SOURCE', 'ABI', 'CXX_FLAGS', 'BUILD', 'DTYPES', 'GEMV_MAX_M', 'cache_dir', 'build_library', 'kernel_library',
-           'kernels_available', 'eager', 'HQQPlan', 'column_dots', 'lowrank_epilogue_', 'MixedBitPlan', 'mixed_codes',
-           'mixed_weight']
+           'kernels_available', 'eager', 'HQQPlan', 'column_dots', 'MixedBitPlan', 'mixed_codes', 'mixed_weight']
 
 # %% ../nbs/06_cpu_kernels.ipynb #30c6b76d
 import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, time, warnings
@@ -23,7 +22,7 @@ from .cuda import plan_layout, check_packed, mb_layout
 _OFF = ('0', 'off', 'false', 'no')
 _WARNED = set()
 SOURCE = 'hqq_cpu.cpp'  # the kernels' source in kernels/
-ABI = 4                 # what `qd_abi_version()` must return: the Python side and the source agree on signatures
+ABI = 3                 # what `qd_abi_version()` must return: the Python side and the source agree on signatures
 CXX_FLAGS = ('-O3', '-march=native', '-fopenmp', '-ffp-contract=off', '-shared', '-fPIC', '-std=c++17')  # no fused a*b+c: bit-exactness
 BUILD = {}              # how the library of this process was built: path, compiler, seconds (empty until then)
 
@@ -61,25 +60,24 @@ def _compiler()->str:
     return cxx
 
 def build_library(
-    src:Path=None,          # the source (default: kernels/hqq_cpu.cpp)
-    flags:tuple=CXX_FLAGS,  # compiler flags (the tests also build a portable library, without -march=native)
-)->Path:                    # the shared library, built now or found in the cache
+    src:Path=None, # the source (default: kernels/hqq_cpu.cpp)
+)->Path:           # the shared library, built now or found in the cache
     "Compile `src` into a shared library in `cache_dir()` unless one built from the same inputs is there."
     src = Path(src or kernels_dir()/SOURCE)
     cxx = _compiler()
     ver = subprocess.run([cxx, '--version'], capture_output=True, text=True).stdout.split('\n')[0]
-    key = hashlib.sha256('\0'.join([src.read_text(), ver, ' '.join(flags), _machine()]).encode()).hexdigest()[:20]
+    key = hashlib.sha256('\0'.join([src.read_text(), ver, ' '.join(CXX_FLAGS), _machine()]).encode()).hexdigest()[:20]
     lib = cache_dir()/f'{src.stem}-{key}.so'
-    if flags == CXX_FLAGS: BUILD.update(path=str(lib), compiler=ver, cached=lib.exists())
+    BUILD.update(path=str(lib), compiler=ver, cached=lib.exists())
     if lib.exists(): return lib
     tmp = lib.with_name(f'{lib.name}.{os.getpid()}.tmp')
-    cmd = [cxx, *flags, str(src), '-o', str(tmp)]
+    cmd = [cxx, *CXX_FLAGS, str(src), '-o', str(tmp)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode and '-march=native' in cmd:          # a compiler without -march=native: generic code
         cmd.remove('-march=native'); r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode: raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-1500:]}")
     os.replace(tmp, lib)
-    if flags == CXX_FLAGS: BUILD['command'] = ' '.join(cmd)
+    BUILD['command'] = ' '.join(cmd)
     return lib
 
 # %% ../nbs/06_cpu_kernels.ipynb #79e63ecc
@@ -89,8 +87,7 @@ _SIGNATURES = {'qd_abi_version': ([], _i32),
                'qd_dequantize': (_LAYOUT + [_ptr, _ptr, _i32, _i32], _i32),
                'qd_matmul_work': ([_i64, _i64, _i32, _i64, _i64], _i64),
                'qd_matmul': (_LAYOUT + [_ptr, _i64, _ptr, _ptr, _i32], _i32),
-               'qd_column_reduce': ([_ptr, _i64, _ptr, _i64, _ptr, _i64, _i64, _i64, _i64, _ptr, _ptr, _ptr, _i32], None),
-               'qd_lowrank_epilogue': ([_ptr, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i32], None),
+               'qd_column_dots': ([_ptr, _ptr, _i64, _i64, _i64, _i64, _ptr, _ptr, _i32], None),
                'qd_mixed_dequantize': ([_i32, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _ptr, _ptr, _ptr, _i32,
                                         _ptr, _ptr, _i32, _i32], _i32)}
 
@@ -257,56 +254,25 @@ def matmul_t(self:HQQPlan,
     return torch.matmul(g, _transient_weight(self, scale, zero, g))
 
 # %% ../nbs/06_cpu_kernels.ipynb #b5000965
-def _rows_ok(*ts)->bool:
-    "True when every given tensor is a float32 CPU matrix with contiguous rows (what the compiled passes read)."
-    return all(t is None or (t.device.type == 'cpu' and t.dtype == torch.float32 and t.ndim == 2 and t.stride(1) == 1)
-               for t in ts)
-
 def column_dots(
     g:Tensor,             # [M, N]
     y:Tensor,             # [M, N], same dtype and device
     with_sum:bool=False,  # also return the column sums of g
-    u:Tensor=None,        # optional [M, r]: also return u^T g
     rows:int=1024,        # PyTorch path: rows per slice (bounds its temporary at [rows, N])
-)->tuple:                 # (sum over M of g*y [N], sum over M of g [N] or None, u^T g [r, N] or None), in g's dtype
-    "Column-wise dot products of g and y, and optionally g's column sums and u^T g: one pass of the compiled kernel for float32 on the CPU."
+)->tuple:                 # (sum over M of g*y [N], sum over M of g [N] or None), in g's dtype
+    "Column-wise dot products of g and y (and g's column sums) in one pass: the compiled kernel for float32 on the CPU."
     if g.shape != y.shape or g.ndim != 2: raise ValueError(f"g and y must be [M, N] of one shape, got {tuple(g.shape)} and {tuple(y.shape)}")
     if g.dtype != y.dtype: raise TypeError(f"g and y must share a dtype, got {g.dtype} and {y.dtype}")
     M, N = g.shape
-    if u is not None and (u.ndim != 2 or u.shape[0] != M or u.dtype != g.dtype):
-        raise ValueError(f"u must be [M={M}, r] in {g.dtype}, got {tuple(u.shape)} {u.dtype}")
-    if not (M > 0 and _rows_ok(g, y, u) and kernels_available()):
+    fast = (g.device.type == 'cpu' and y.device.type == 'cpu' and g.dtype == torch.float32 and M > 0
+            and g.stride(1) == 1 and y.stride(1) == 1 and kernels_available())
+    if not fast:
         gy = sum(((gs * ys).sum(0) for gs, ys in zip(g.split(rows), y.split(rows))), torch.zeros(N, dtype=g.dtype, device=g.device))
-        return gy, (g.sum(0) if with_sum else None), (None if u is None else u.T @ g)
+        return gy, (g.sum(0) if with_sum else None)
     gy, gs = torch.empty(N), (torch.empty(N) if with_sum else None)
-    uTg = None if u is None else torch.empty(u.shape[1], N)
-    ptr = lambda t: None if t is None else t.data_ptr()
-    kernel_library().qd_column_reduce(g.data_ptr(), g.stride(0), y.data_ptr(), y.stride(0), ptr(u), 0 if u is None else u.stride(0),
-                                      M, N, 0 if u is None else u.shape[1], gy.data_ptr(), ptr(gs), ptr(uTg), torch.get_num_threads())
-    return gy, gs, uTg
-
-def lowrank_epilogue_(
-    P:Tensor,           # [M, N] product x W^T, overwritten with the result
-    u:Tensor,           # [M, r]
-    Bt:Tensor,          # [r, N] (DoRA: s * B^T)
-    c:Tensor,           # [N] column factor
-    bias:Tensor=None,   # [N] or None
-)->Tensor:              # P, now (P + u @ Bt) * c + bias
-    "P <- (P + u @ Bt) * c + bias in place: one pass of the compiled kernel for float32 on the CPU, PyTorch's three ops otherwise."
-    M, N = P.shape
-    if u.shape[0] != M or Bt.shape != (u.shape[1], N) or c.shape != (N,) or (bias is not None and bias.shape != (N,)):
-        raise ValueError(f"shapes do not chain: P {tuple(P.shape)}, u {tuple(u.shape)}, Bt {tuple(Bt.shape)}, c {tuple(c.shape)}"
-                         + ("" if bias is None else f", bias {tuple(bias.shape)}") + "; need u [M, r], Bt [r, N], c and bias [N]")
-    vecs, Bt = [c] + ([] if bias is None else [bias]), Bt.contiguous()      # ([r, N]: small)
-    if not (M > 0 and _rows_ok(P, u, Bt) and all(v.dtype == torch.float32 and v.device.type == 'cpu' for v in vecs)
-            and kernels_available()):
-        P.addmm_(u, Bt).mul_(c)
-        return P if bias is None else P.add_(bias)
-    c = c.contiguous()
-    bias = None if bias is None else bias.contiguous()
-    kernel_library().qd_lowrank_epilogue(P.data_ptr(), P.stride(0), u.data_ptr(), u.stride(0), Bt.data_ptr(), c.data_ptr(),
-                                         None if bias is None else bias.data_ptr(), M, N, u.shape[1], torch.get_num_threads())
-    return P
+    kernel_library().qd_column_dots(g.data_ptr(), y.data_ptr(), M, N, g.stride(0), y.stride(0), gy.data_ptr(),
+                                    None if gs is None else gs.data_ptr(), torch.get_num_threads())
+    return gy, gs
 
 # %% ../nbs/06_cpu_kernels.ipynb #b88ba125
 class MixedBitPlan:

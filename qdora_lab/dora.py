@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from torch.autograd.function import once_differentiable
 from .core import check_int, check_tensor, cpu_scratch
 from .layer import QuantizedLinear, DenseLinear, KERNEL_MAX_M
-from .cpu import column_dots, lowrank_epilogue_
+from .cpu import column_dots
 
 # %% ../nbs/12_dora.ipynb #8da879e9
 def as_base(
@@ -74,18 +74,17 @@ def _column_dots(
     y:Tensor,             # [M, out] saved output
     bias:Tensor|None,     # [out] subtracted from y first, or None
     dtype:torch.dtype,    # accumulation dtype (the norm's)
-    u:Tensor=None,        # [M, r] x A^T: also return g^T u
     rows:int=1024,        # rows per slice: bounds the temporary at [rows, out]
-)->tuple:                 # ([out] sum_M g * (y - bias), [out] sum_M g when bias is given and it came free, [out, r] g^T u or None)
-    "Column-wise dot products of g and y - bias (and g^T u): one pass (`cpu.column_dots`), or slice by slice (a bounded temporary)."
+)->tuple:                 # ([out] sum over M of g * (y - bias), [out] sum over M of g when bias is given and it came free)
+    "Column-wise dot products of g and y - bias: one pass (`cpu.column_dots`), or slice by slice (a bounded temporary)."
     if g.dtype != dtype:                           # bf16/fp16: y - b first (b sum g would cancel in low precision)
         out = torch.zeros(g.shape[1], dtype=dtype, device=g.device)
         for gs, ys in zip(g.split(rows), y.split(rows)):
             out += (gs.to(dtype) * (ys if bias is None else ys - bias).to(dtype)).sum(0)
-        return out, None, (None if u is None else g.T @ u)
-    out, gsum, uTg = column_dots(g, y, with_sum=bias is not None, u=u, rows=rows)   # float32/64: the sums in one pass
+        return out, None
+    out, gsum = column_dots(g, y, with_sum=bias is not None, rows=rows)       # float32/64: with sum_M g in the same pass
     if bias is not None: out -= bias * gsum                                   # b sum g once (no [M, out] y - b)
-    return out, gsum, (None if uTg is None else uTg.T)
+    return out, gsum
 
 def _guard_rows(c:Tensor, m:Tensor, dtype:torch.dtype)->Tensor:
     "Rows whose P cannot be read back from the output: c so small that c*P underflows in `dtype`, or m = 0."
@@ -116,8 +115,10 @@ class DoRAFunction(torch.autograd.Function):
             P = x @ W.T
             if n is None: n = row_norm(w_sq, W @ A.detach().T, A, B, s)
             del W
+        P.addmm_(u, B.T, alpha=s)                      # P = x W^T + s u B^T
         c = m.to(n.dtype) / n                          # [out], norm dtype
-        y = lowrank_epilogue_(P, u, (s * B).T, c.to(x.dtype), bias)   # (x W^T + s u B^T) * c + bias, one pass over P
+        y = P.mul_(c.to(x.dtype))
+        if bias is not None: y.add_(bias)
         ctx.base, ctx.s, ctx.p, ctx.recompute, ctx.has_bias = base, s, p, recompute, bias is not None
         keep_y = ctx.needs_input_grad[3] and not recompute
         ctx.save_for_backward(x, mask, u, A, B, m, n, c, bias, y if keep_y else None)
@@ -132,16 +133,17 @@ class DoRAFunction(torch.autograd.Function):
         nx, nA, nB, nm, nb = ctx.needs_input_grad[:5]
         cg = c.to(g.dtype)
         gx = gA = gB = gm = gbias = None
-        XW = None                                      # x W^T again, where the magnitude gradient needs it
-        if nx or (nm and ctx.recompute):
+        need_W = nx or (nm and ctx.recompute)
+        if need_W:
             if _fused(base, g):                        # small M: kernels (the only [M, out] pass is tiny)
+                W = None
                 if nx: gx = base.matmul_t(g * cg)
-                if nm and ctx.recompute: XW = base.matmul(x)
-            else:
-                W = _transient(base, g) if nm and ctx.recompute else None
-                if W is not None: XW = x @ W.T
-                if nx and W is not None and W.shape[1] > g.shape[0]: gx = (g * cg) @ W   # g*c costs less than a rebuild
-                elif nx: gx = g @ _transient(base, g, row_scale=c)   # c W, the scale applied as it is written
+            elif ctx.recompute and nm:                 # one unscaled W for g (c W) and for x W^T
+                W = _transient(base, g)
+                if nx: gx = (g * cg) @ W
+            else:                                      # one rebuild of c W, the scale applied as it is written
+                W = None
+                gx = g @ _transient(base, g, row_scale=c)
         if nx or nA:
             gcB = g @ (B * cg[:, None])                # [M, r] = (g (c B))
             if nx:
@@ -150,14 +152,15 @@ class DoRAFunction(torch.autograd.Function):
             if nA:
                 xd = x if mask is None else x * mask * (1/(1-p))
                 gA = (gcB.T @ xd).mul_(s)
-        G = None                                       # [out, r] g^T u, from the magnitude's pass over g when there is one
+        if nB or (nm and ctx.recompute): G = g.T @ u   # [out, r]
+        if nB: gB = G * (s * cg)[:, None]
         if nm:
             nd = n.dtype
             if ctx.recompute:
-                gm, _, G = _column_dots(g, XW, None, nd, u=u)
-                gm = (gm + s * (B.to(nd) * G.to(nd)).sum(1)) / n
+                XW = x @ W.T if W is not None else base.matmul(x)
+                gm = (_column_dots(g, XW, None, nd)[0] + s * (B.to(nd) * G.to(nd)).sum(1)) / n
             else:                                      # sum_M g P / n = sum_M g (y - b) / m
-                gm, gsum, G = _column_dots(g, y, bias, nd, u=u if nB else None)
+                gm, gsum = _column_dots(g, y, bias, nd)
                 if gsum is not None and nb: gbias = gsum                  # the bias gradient came with it
                 gm = gm / m.to(nd)
                 guard = float(c.abs().amin()) < math.sqrt(torch.finfo(y.dtype).tiny)   # one cheap test first
@@ -167,7 +170,6 @@ class DoRAFunction(torch.autograd.Function):
                     Pr = x @ Wr.T + s * (u @ B[rows].T)
                     gm[rows] = (g[:, rows].to(nd) * Pr.to(nd)).sum(0) / n[rows]
             gm = gm.to(m.dtype)
-        if nB: gB = ((g.T @ u) if G is None else G.to(g.dtype)).mul((s * cg)[:, None]).contiguous()
         if nb and ctx.has_bias and gbias is None: gbias = g.sum(0)
         return gx, gA, gB, gm, gbias, None, None, None, None, None, None, None
 

@@ -10,14 +10,15 @@ __all__ = ['ADAPTERS_FORMAT', 'ADAPTER_FORMATS', 'PEFT_CONFIG', 'PEFT_WEIGHTS', 
            'save_quantized_model', 'load_quantized_model', 'merge_model', 'dequantize_model', 'tinygemm_model']
 
 # %% ../nbs/13_model.ipynb #7bb698f8
-import json, re
+import json, re, warnings
 from dataclasses import dataclass, asdict, fields, is_dataclass
 from pathlib import Path
 import torch
 from torch import nn, Tensor
 from .core import check_choice, check_int, check_tensor, save_safetensors, read_safetensors
 from .layer import (QuantizedLinear, DenseLinear, find_modules, replace_modules, quantizer_for, PLANNERS,
-                             is_plain_linear, layer_from_config, channel_energy)
+                             is_plain_linear, layer_from_config, channel_energy, linearize_conv1d, restore_conv1d,
+                             CONV1D_NAMES)
 from .linear import QLinear, QuantConfig
 from .mixedbit import MixedBitConfig
 from .tinygemm import TinyGemmLinear, TinyGemmConfig
@@ -68,6 +69,18 @@ def config_dict(
 
 def _has_adapters(model): return any(isinstance(m, QDoRALinear) for m in model.modules())
 
+def _linear_lookalikes(model)->str:
+    "Counts of the model's subclasses of `nn.Linear` that are not ours (a subclass may compute something else), for messages."
+    own = (QuantizedLinear, QDoRALinear, FakeQuantizedLinear)
+    kinds = {}
+    for m in model.modules():
+        if (isinstance(m, nn.Linear) and type(m) is not nn.Linear and not isinstance(m, own)
+                and type(m).__name__ != 'NonDynamicallyQuantizableLinear'):      # (nn.MultiheadAttention reads its weight itself)
+            kinds[type(m).__name__] = kinds.get(type(m).__name__, 0) + 1
+    if not kinds: return ''
+    return (', '.join(f"{n} {k}" for k, n in kinds.items()) + " layers, subclasses of nn.Linear that quantize_model does not "
+            "take (a subclass may compute something else); replace them by nn.Linear layers with the same weights to quantize them")
+
 def quantize_model(
     model:nn.Module,     # model to quantize in place
     config=None,         # QuantConfig, MixedBitConfig, TinyGemmConfig or QATConfig; None: QuantConfig() (4-bit, g64)
@@ -83,12 +96,15 @@ def quantize_model(
     if _has_adapters(model):
         raise ValueError("the model already has DoRA adapters; quantize the model before add_dora, "
                          "or fold the adapters in first with merge_model(model)")
+    linearize_conv1d(model, keep=lambda n, lin: targets(lin, config) and not name_matches(n, skip))   # GPT-2's Conv1D
     found = find_modules(model, lambda n, m: targets(m, config) and not name_matches(n, skip))
     if not found:
         kinds = sorted({type(m).__name__ for m in model.modules() if isinstance(m, QuantizedLinear)})
         raise ValueError(f"quantize_model found no layer to quantize with {type(config).__name__}"
                          + (f" (skip={skip!r} excluded all of them)" if skip else "")
-                         + (f"; the model already holds {', '.join(kinds)} layers" if kinds else ""))
+                         + (f"; the model already holds {', '.join(kinds)} layers" if kinds else "")
+                         + (f"; it has {other}" if (other := _linear_lookalikes(model)) else ""))
+    if other := _linear_lookalikes(model): warnings.warn(f"quantize_model leaves {other}", UserWarning, stacklevel=2)
     before = model_bytes(model)
     def make(name, m):
         try: return build(m, config, name)
@@ -146,6 +162,8 @@ def add_dora(
     if _has_adapters(model):
         raise ValueError("the model already has DoRA adapters; a second add_dora would nest them. Use the adapters it "
                          "has, load other ones into a freshly quantized model, or merge_model(model) first")
+    has_q = any(isinstance(m, QuantizedLinear) for m in model.modules())
+    linearize_conv1d(model, keep=lambda n, lin: name_matches(n, config.target_modules) if config.target_modules is not None else not has_q)
     cands = find_modules(model, lambda n, m: _adaptable(m))
     if config.target_modules is None: targets = [(n, m) for n, m in cands if isinstance(m, QuantizedLinear)] or cands
     else: targets = [(n, m) for n, m in cands if name_matches(n, config.target_modules)]
@@ -242,6 +260,7 @@ def load_adapters(
     "Add DoRA adapters to `model` as saved in `path` (unless it has them) and load their values; returns `model`."
     sd, cfg, layers = read_adapters(path)
     if not _has_adapters(model):
+        linearize_conv1d(model, keep=lambda n, lin: n in layers)
         mods = dict(model.named_modules())
         missing = [n for n in layers if not _adaptable(mods.get(n))]
         if missing: raise ValueError(f"adapters in {str(path)!r} do not fit this model: no linear layer {missing[:4]}")
@@ -291,6 +310,7 @@ def peft_config(
     layers:dict,          # {layer name: QDoRALinear.config()} (`adapter_layers(model)`)
     task_type:str=None,   # peft's task type, e.g. 'CAUSAL_LM'
     base_model:str=None,  # base model name or path to record
+    fan_in_fan_out:bool=False, # the adapted layers are transformers' Conv1D (GPT-2): peft's flag for their layout
 )->dict:                  # the content of adapter_config.json
     "A peft `LoraConfig` (as a dict) describing the DoRA adapters `layers`."
     for k in ('dropout', 'use_rslora'):
@@ -302,7 +322,7 @@ def peft_config(
                 lora_dropout=c0['dropout'], use_dora=True, use_rslora=c0['use_rslora'], target_modules=sorted(layers),
                 rank_pattern={n: c['r'] for n, c in layers.items() if c['r'] != r},
                 alpha_pattern={n: c['alpha'] for n, c in layers.items() if c['alpha'] != alpha},
-                bias='none', fan_in_fan_out=False, init_lora_weights=True, inference_mode=True, modules_to_save=None)
+                bias='none', fan_in_fan_out=fan_in_fan_out, init_lora_weights=True, inference_mode=True, modules_to_save=None)
 
 def save_peft_adapters(
     model:nn.Module,     # a model after `add_dora`
@@ -315,9 +335,13 @@ def save_peft_adapters(
     extra = [n for n in sd if n.rpartition('.')[0] not in layers]
     if extra: raise ValueError(f"the model trains parameters outside its adapters ({', '.join(extra[:3])}); peft's format holds only the adapters")
     task = 'CAUSAL_LM' if type(model).__name__.endswith('ForCausalLM') else None
+    conv = set(getattr(model, CONV1D_NAMES, ())) & set(layers)      # layers that are GPT-2 Conv1D in the architecture
+    if conv and conv != set(layers):
+        raise ValueError(f"the adapters sit on {len(conv)} transformers Conv1D layers and {len(layers) - len(conv)} nn.Linear "
+                         "layers; peft's format has one fan_in_fan_out flag for all: adapt one kind, or save with save_adapters")
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     save_safetensors(path/PEFT_WEIGHTS, {peft_key(n): t for n, t in sd.items()}, {'format': 'pt'})
-    with atomic_write(path/PEFT_CONFIG) as tmp: tmp.write_text(json.dumps(peft_config(layers, task, base_model), indent=2))
+    with atomic_write(path/PEFT_CONFIG) as tmp: tmp.write_text(json.dumps(peft_config(layers, task, base_model, bool(conv)), indent=2))
     return path
 
 def _peft_pattern(patterns:dict, name:str, default):
@@ -339,8 +363,8 @@ def read_peft_adapters(
     if cfg.get('peft_type') != 'LORA': raise ValueError(f"{where} is a {cfg.get('peft_type')!r} adapter; qdora_lab reads LoRA adapters with use_dora=True")
     if not cfg.get('use_dora'):
         raise ValueError(f"{where} is a plain LoRA adapter (use_dora is false); QDoRALinear holds DoRA adapters: train with LoraConfig(use_dora=True)")
-    if cfg.get('bias', 'none') != 'none' or cfg.get('lora_bias') or cfg.get('modules_to_save') or cfg.get('fan_in_fan_out'):
-        raise ValueError(f"{where} trains biases or whole modules, or is fan_in_fan_out (bias={cfg.get('bias')!r}, "
+    if cfg.get('bias', 'none') != 'none' or cfg.get('lora_bias') or cfg.get('modules_to_save'):
+        raise ValueError(f"{where} trains biases or whole modules (bias={cfg.get('bias')!r}, "
                          f"modules_to_save={cfg.get('modules_to_save')!r}); a QDoRALinear holds only A, B and the magnitude")
     if not (path/PEFT_WEIGHTS).is_file():
         raise ValueError(f"{where} has no {PEFT_WEIGHTS} (pickled adapter_model.bin files are not read); save it with safe_serialization=True")
@@ -407,9 +431,11 @@ def load_quantized_model(
                          f"{meta.get('version')!r}, this one reads {MODEL_VERSION!r}); save it again with this version")
     layers, adapters = json.loads(meta['layers']), json.loads(meta['adapters'])
     for alias, name in json.loads(meta.get('aliases') or '{}').items(): sd[alias] = sd[name]
+    at_of = lambda name: name[:-len('.base')] if name.endswith('.base') and name[:-len('.base')] in adapters else name
+    linearize_conv1d(model, keep=lambda n, lin: n in {at_of(k) for k in layers})   # GPT-2's Conv1D, as quantize_model did
     mods = dict(model.named_modules())
     for name, cfg in layers.items():
-        at = name[:-len('.base')] if name.endswith('.base') and name[:-len('.base')] in adapters else name
+        at = at_of(name)
         lin = mods.get(at)
         if not is_plain_linear(lin):
             raise ValueError(f"the saved model has a quantized layer at {at!r}, which is not an nn.Linear in this architecture")
@@ -455,6 +481,7 @@ def merge_model(
     if not targets: raise ValueError("the model has no QDoRALinear layer to merge; call add_dora(model, ...) first")
     replace_modules(model, targets, lambda n, m: _dense_linear(m.dense_weight(), m.base.bias) if dense else m.merge().requires_grad_(False))
     if hasattr(model, 'dora_config'): del model.dora_config
+    restore_conv1d(model)              # dense layers that were GPT-2 Conv1D take that form again (their architecture's layout)
     return model
 
 # %% ../nbs/13_model.ipynb #66df437a
@@ -466,6 +493,7 @@ def dequantize_model(
         raise ValueError("the model still has DoRA adapters; call merge_model(model) before dequantize_model")
     found = find_modules(model, lambda n, m: isinstance(m, QuantizedLinear))
     replace_modules(model, found, lambda n, q: _dense_linear(q.dequantize(), q.bias))
+    restore_conv1d(model)              # dense layers that were GPT-2 Conv1D take that form again (their architecture's layout)
     return model
 
 # %% ../nbs/13_model.ipynb #5f7e8675

@@ -89,9 +89,10 @@ def minilm_dir()->Path:
 def model_kind(
     config, # a transformers config
 )->str:
-    "'causal' for a causal LM config, 'encoder' otherwise."
+    "'causal' for a causal LM config (architecture ...ForCausalLM, or ...LMHeadModel like GPT-2's), 'encoder' otherwise."
     archs = getattr(config, 'architectures', None) or []
-    return 'causal' if any(a.endswith('ForCausalLM') for a in archs) or getattr(config, 'is_decoder', False) else 'encoder'
+    causal = any(a.endswith(('ForCausalLM', 'LMHeadModel')) for a in archs) or getattr(config, 'is_decoder', False)
+    return 'causal' if causal else 'encoder'
 
 @contextmanager
 def quiet_transformers():
