@@ -13,7 +13,7 @@ from torch import nn, Tensor
 from fastcore.basics import patch
 from torch.autograd.function import once_differentiable
 from .core import check_int, check_tensor, cpu_scratch
-from .layer import QuantizedLinear, DenseLinear, KERNEL_MAX_M
+from .layer import QuantizedLinear, DenseLinear, KERNEL_MAX_M, is_plain_linear
 from .cpu import column_dots
 
 # %% ../nbs/12_dora.ipynb #8da879e9
@@ -21,7 +21,7 @@ def as_base(
     base, # an `nn.Linear` or a `QuantizedLinear` (QLinear, MixedBitLinear, TinyGemmLinear, ...)
 )->QuantizedLinear:
     "Return `base` ready for DoRA: an `nn.Linear` as a `DenseLinear` (same weight, frozen), a contract layer as it is."
-    if type(base) is nn.Linear: return DenseLinear.from_linear(base)
+    if is_plain_linear(base): return DenseLinear.from_linear(base)
     if isinstance(base, QuantizedLinear): return base
     raise TypeError(f"base must be an nn.Linear or a QuantizedLinear (QLinear, MixedBitLinear, TinyGemmLinear, "
                     f"IntxQuantizedLinear, DenseLinear); got {type(base).__name__}")

@@ -74,7 +74,7 @@ def _linear_lookalikes(model)->str:
     own = (QuantizedLinear, QDoRALinear, FakeQuantizedLinear)
     kinds = {}
     for m in model.modules():
-        if (isinstance(m, nn.Linear) and type(m) is not nn.Linear and not isinstance(m, own)
+        if (isinstance(m, nn.Linear) and not is_plain_linear(m) and not isinstance(m, own)
                 and type(m).__name__ != 'NonDynamicallyQuantizableLinear'):      # (nn.MultiheadAttention reads its weight itself)
             kinds[type(m).__name__] = kinds.get(type(m).__name__, 0) + 1
     if not kinds: return ''
