@@ -7,7 +7,7 @@ RUN is a causal-LM run folder with adapters (`qdora-lab demo --model smollm2 --o
 4-bit g64, r=8). Perplexity on 64-token windows of the last 200 bundled English sentences (`recipes.english_sentences`),
 for: the run with its adapters; the base without them; `merge_model` (the library's merge: the merged weight
 re-quantized with the HQQ optimizer); the same re-quantization started from the base layer's own grid (scales times
-the DoRA row factor, same zeros), round-to-nearest and optimized; a calibrated GPTQ-style re-quantization of the merged
+the DoRA row factor, same zeros), round-to-nearest and optimized (fake-quantized: dequantized into dense layers); a calibrated GPTQ-style re-quantization of the merged
 weight (H = X^T X of each layer's inputs over 32 x 64 tokens of the first 600 sentences, groups along K, min-max
 group ranges, damp 0.01; weights fake-quantized, i.e. dequantized into dense layers, for this measurement only);
 and the dense merge (exact). The calibrated merge is not in the library: this script measures whether it would pay.
@@ -19,6 +19,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from qdora_lab import recipes, quant
+from qdora_lab.optimize import optimize_weights_proximal
 from qdora_lab.cli import rebuild_run
 from qdora_lab.dora import QDoRALinear
 from qdora_lab.linear import QLinear
@@ -36,18 +37,17 @@ def dense(W, b):
     return lin.requires_grad_(False)
 
 def grid_merge(m, optimize):
-    "Each merged weight re-quantized starting from its base's grid (scale x row factor c, same zero) instead of min-max."
+    "Each merged weight re-quantized from its base's grid (scale x row factor c, same zero) instead of min-max; fake-quantized."
     out = copy.deepcopy(m)
-    orig = quant.minmax_params
     def build(n, d):
         base = d.base
-        s, z = base._scale_zero()
+        s, z = base._scale_zero()                                   # hqq's grouped [N*K/g, 1] (axis=1)
         c = d.magnitude.detach().float() / d.weight_norm().float()
-        init = (1 / (s.float() * c.repeat_interleave(d.in_features // base.group_size)[:, None]), z.float().clone())
-        quant.minmax_params = lambda *a, **k: init
-        try: return QLinear.from_linear(dense(d.dense_weight(), base.bias), nbits=base.nbits, group_size=base.group_size,
-                                        axis=base.axis, optimize=optimize)
-        finally: quant.minmax_params = orig
+        inv, zero = 1 / (s.float() * c.repeat_interleave(d.in_features // base.group_size)[:, None]), z.float().clone()
+        Wg, qmax = d.dense_weight().float().reshape(-1, base.group_size), 2**base.nbits - 1
+        if optimize: q, inv, zero = optimize_weights_proximal(Wg, inv, zero, [0, qmax], 1)
+        else: q = (Wg * inv + zero).round().clamp(0, qmax)
+        return dense(((q - zero) / inv).reshape(d.out_features, d.in_features), base.bias)
     replace_modules(out, adapters(out), build)
     return out
 
@@ -115,7 +115,7 @@ def main():
     q = info.get('quant', {})
     md = (f"# What a merge keeps of the adapters\n\n`python bench/merge_quality.py --run RUN`, RUN = `qdora-lab demo --model smollm2` "
           f"({q.get('nbits')}-bit g{q.get('group_size')}, adapters r={info.get('dora', {}).get('r')}); perplexity on 64-token windows "
-          f"of the last 200 bundled English sentences; torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"of the last 200 bundled English sentences; on the CPU (this project's 2-core x86 machine, no GPU), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{time.time() - t0:.0f} s.\n\n| model | perplexity |\n|---|---|\n" + ''.join(f"| {k} | {v:.2f} |\n" for k, v in rows))
     Path(a.out).write_text(md); print(md)
 

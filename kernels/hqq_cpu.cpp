@@ -10,6 +10,7 @@
 // k*n + j at bit offset (P-1-k)*bits. Flat element f of the grouped matrix is flat element f of W [N, K].
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <omp.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -259,20 +260,17 @@ void matmul_axis1(const Layout& L, const W* wq, const void* scale, const void* z
 #if defined(__AVX512F__)
     if constexpr (sizeof(W) == 1) {
         const uint8_t* w8 = reinterpret_cast<const uint8_t*>(wq);
-        if (M == 1 && g % 16 == 0 && L.n % G == 0) {
+        if (g % 16 == 0 && L.n % G == 0) {              // whole rows per chunk: M = 1 decode loop, else row blocks
+            auto rows = [&](auto p) {
+                constexpr int P = decltype(p)::value;
+                if (M == 1) gemv_axis1_rows<P, MT>(L, w8, scale, zero, x, xsum, y, nthreads);
+                else gemm_axis1_rows<P, MT>(L, w8, scale, zero, x, M, xsum, y, nthreads);
+            };
             switch (L.P) {
-                case 1: gemv_axis1_rows<1, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
-                case 2: gemv_axis1_rows<2, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
-                case 4: gemv_axis1_rows<4, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
-                case 8: gemv_axis1_rows<8, MT>(L, w8, scale, zero, x, xsum, y, nthreads); return;
-            }
-        }
-        if (M > 1 && g % 16 == 0 && L.n % G == 0) {
-            switch (L.P) {
-                case 1: gemm_axis1_rows<1, MT>(L, w8, scale, zero, x, M, xsum, y, nthreads); return;
-                case 2: gemm_axis1_rows<2, MT>(L, w8, scale, zero, x, M, xsum, y, nthreads); return;
-                case 4: gemm_axis1_rows<4, MT>(L, w8, scale, zero, x, M, xsum, y, nthreads); return;
-                case 8: gemm_axis1_rows<8, MT>(L, w8, scale, zero, x, M, xsum, y, nthreads); return;
+                case 1: rows(std::integral_constant<int, 1>{}); return;
+                case 2: rows(std::integral_constant<int, 2>{}); return;
+                case 4: rows(std::integral_constant<int, 4>{}); return;
+                case 8: rows(std::integral_constant<int, 8>{}); return;
             }
         }
     }

@@ -139,6 +139,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'qdora_lab.cuda.kernels_available': ('kernels.html#kernels_available', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.launch': ('kernels.html#launch', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.ldsm_x2_trans': ('kernels.html#ldsm_x2_trans', 'qdora_lab/cuda.py'),
+                                'qdora_lab.cuda.mb_check_planes': ('kernels.html#mb_check_planes', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.mb_chunk_a': ('kernels.html#mb_chunk_a', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.mb_columns': ('kernels.html#mb_columns', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.mb_dequantize_name': ('kernels.html#mb_dequantize_name', 'qdora_lab/cuda.py'),

@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from .core import kernels_dir, cpu_scratch
 from .quant import dequantize_packed
 from .bitpack import unpack_planes
-from .cuda import plan_layout, check_packed, mb_layout
+from .cuda import plan_layout, check_packed, mb_layout, mb_check_planes
 
 # %% ../nbs/06_cpu_kernels.ipynb #1d6f3347
 _OFF = ('0', 'off', 'false', 'no')
@@ -287,17 +287,9 @@ class MixedBitPlan:
         shape,             # (out_features, in_features)
     ):
         self.layout = lay = mb_layout(counts, group_size, shape)
-        want = [(w, p) for w in lay.widths for p in w.planes]
-        if not isinstance(planes, (list, tuple)) or len(planes) != len(want):
-            raise ValueError(f"planes must be {len(want)} tensors (planes {[p for _, p in want]} of widths "
-                             f"{[w.bits for w in lay.widths]}), got {len(planes) if isinstance(planes, (list, tuple)) else type(planes).__name__}")
-        for i, (t, (w, p)) in enumerate(zip(planes, want)):
-            rows = w.groups * lay.g // (8 // p)
-            if not isinstance(t, Tensor) or t.dtype != torch.uint8 or tuple(t.shape) != (rows, lay.N) or t.device.type != 'cpu' or not t.is_contiguous():
-                raise ValueError(f"planes[{i}] ({p}-bit plane of the {w.bits}-bit groups) must be a contiguous CPU uint8 "
-                                 f"({rows}, {lay.N}) tensor, got {getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}")
-        if not isinstance(perm, Tensor) or perm.ndim != 1 or perm.numel() != lay.K or perm.dtype.is_floating_point:
-            raise ValueError(f"perm must be a permutation of range({lay.K}) (1-D integers)")
+        mb_check_planes(planes, lay, perm)                    # (chapter 05: the same check for the CUDA plan)
+        if any(t.device.type != 'cpu' for t in planes):
+            raise ValueError(f"the planes are on {planes[0].device}; a CPU MixedBitPlan reads CPU planes")
         self.planes, self.scaled, self.perm = list(planes), bool(scaled_zero), perm.to('cpu', torch.int64).contiguous()
         nb = len(lay.widths)
         self._J0 = (ctypes.c_int64 * nb)(*[w.J0 for w in lay.widths])

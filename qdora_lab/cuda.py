@@ -8,9 +8,10 @@ __all__ = ['CTYPES', 'ACT_DTYPES', 'MAX_M', 'MB_MAX_M', 'MB_DEQ_SMEM', 'MB_KC', 
            'dequantize_reason', 'mm_kind', 'dequantize_name', 'mm_name', 'emulate_dequantize', 'prmt', 'halves',
            'mma_a_index', 'mma_b_index', 'mma_c_index', 'frag_matrix', 'check_kappa', 'MMConfig', 'mm_config',
            'emulate_mm_aligned', 'mm3_walk', 'emulate_mm_3bit', 'check_packed', 'HQQPlan', 'MBWidth', 'MBLayout',
-           'mb_layout', 'mb_dequantize_reason', 'mb_mm_reason', 'mb_dequantize_name', 'mb_mm_name', 'mb_columns',
-           'mb_info', 'emulate_mb_dequantize', 'MBLaunch', 'mb_mm_config', 'mb_x_columns', 'mb_slot', 'ldsm_x2_trans',
-           'mb_pos', 'mb_chunk_a', 'emulate_mb_mm', 'MixedBitPlan', 'kernel_params', 'kernel_instances']
+           'mb_layout', 'mb_check_planes', 'mb_dequantize_reason', 'mb_mm_reason', 'mb_dequantize_name', 'mb_mm_name',
+           'mb_columns', 'mb_info', 'emulate_mb_dequantize', 'MBLaunch', 'mb_mm_config', 'mb_x_columns', 'mb_slot',
+           'ldsm_x2_trans', 'mb_pos', 'mb_chunk_a', 'emulate_mb_mm', 'MixedBitPlan', 'kernel_params',
+           'kernel_instances']
 
 # %% ../nbs/05_kernels.ipynb #002imports
 import functools, hashlib, re
@@ -648,6 +649,27 @@ def mb_layout(
         J0 += n * g
     return MBLayout(N, K, g, tuple(out))
 
+def mb_check_planes(
+    planes:list,   # a mixed-bit weight's bit planes, widest width first, each width's planes high first
+    lay:MBLayout,  # its `mb_layout`
+    perm:Tensor,   # its column permutation: layout column j holds input channel perm[j]
+):
+    "Raise unless `planes` are the contiguous uint8 planes `lay` describes and `perm` is 1-D integers of length K (devices: the plan's check)."
+    want = [(w, p) for w in lay.widths for p in w.planes]
+    if not isinstance(planes, (list, tuple)) or len(planes) != len(want):
+        raise ValueError(f"planes has {len(planes) if isinstance(planes, (list, tuple)) else type(planes).__name__} "
+                         f"entries; widths {[w.bits for w in lay.widths]} store {len(want)} planes "
+                         f"{[p for _, p in want]} (widest width first, each width's planes high first)")
+    for i, (t, (w, p)) in enumerate(zip(planes, want)):
+        check_tensor(t, f'planes[{i}]', ndim=2, dtypes=(torch.uint8,))
+        rows = w.groups * lay.g * p // 8
+        if tuple(t.shape) != (rows, lay.N) or not t.is_contiguous():
+            raise ValueError(f"planes[{i}] ({p}-bit plane of the {w.bits}-bit groups) has shape {tuple(t.shape)} "
+                             f"(contiguous: {t.is_contiguous()}); the layout needs a contiguous ({rows}, {lay.N})")
+    if not isinstance(perm, Tensor) or perm.ndim != 1 or perm.numel() != lay.K or perm.dtype.is_floating_point:
+        raise ValueError(f"perm must be the layer's permutation of range({lay.K}) (1-D integers), got "
+                         f"{getattr(perm, 'dtype', type(perm).__name__)} {tuple(getattr(perm, 'shape', ()))}")
+
 MB_MAX_M = 8        # largest M the fused mixed-bit matmul takes (one n8 token tile); larger M: dequantize + cuBLAS
 MB_DEQ_SMEM = 96 * 1024  # shared memory the dequantize kernel may ask for (scale/zero of 16 rows + the tile)
 
@@ -1023,17 +1045,7 @@ class MixedBitPlan:
         shape,             # (out_features, in_features)
     ):
         self.layout = lay = mb_layout(counts, group_size, shape)
-        want = [(w, p) for w in lay.widths for p in w.planes]
-        if not isinstance(planes, (list, tuple)) or len(planes) != len(want):
-            raise ValueError(f"planes has {len(planes) if isinstance(planes, (list, tuple)) else type(planes).__name__} "
-                             f"entries; widths {[w.bits for w in lay.widths]} store {len(want)} planes "
-                             f"{[p for _, p in want]} (widest width first, each width's planes high first)")
-        for i, (t, (w, p)) in enumerate(zip(planes, want)):
-            check_tensor(t, f'planes[{i}]', ndim=2, dtypes=(torch.uint8,))
-            rows = w.groups * lay.g * p // 8
-            if tuple(t.shape) != (rows, lay.N) or not t.is_contiguous():
-                raise ValueError(f"planes[{i}] ({p}-bit plane of the {w.bits}-bit groups) has shape {tuple(t.shape)} "
-                                 f"(contiguous: {t.is_contiguous()}); the layout needs a contiguous ({rows}, {lay.N})")
+        mb_check_planes(planes, lay, perm)
         dev = planes[0].device
         if dev.type != 'cuda':
             raise ValueError(f"the planes are on {dev}; a MixedBitPlan launches CUDA kernels on the weight's device "
@@ -1043,8 +1055,6 @@ class MixedBitPlan:
         if not kernels_available():
             raise RuntimeError("a MixedBitPlan needs CuPy and a CUDA device: pip install cupy-cuda12x (or cupy-cuda13x)")
         self.planes, self.scaled = list(planes), bool(scaled_zero)
-        if perm.ndim != 1 or perm.numel() != lay.K or perm.dtype.is_floating_point:
-            raise ValueError(f"perm must be the layer's permutation of range({lay.K}) (1-D integers), got {perm.dtype} {tuple(perm.shape)}")
         self.perm = perm.long().to(dev)                               # int64 (the layer checked it is a permutation)
         xc = mb_x_columns(lay).to(dev)                                # x as the matmul kernels read it (K: a zero)
         self.xindex = torch.where(xc < 0, lay.K, self.perm[xc.clamp(min=0)])
