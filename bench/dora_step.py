@@ -10,9 +10,13 @@ CPU (2-core machine like CI's; float32): one AdamW training step (forward, backw
   * SmolLM2-135M (210 linear layers), next-token loss, batch 4 x 64 tokens, r = 8, 3-bit g64;
 each for: dense LoRA (peft, fp32 weights), peft DoRA on hqq 0.2.8's HQQLinear (same bits and group size), and ours
 (`quantize_model` + `add_dora`) in its default memory mode (recompute='auto': each layer recomputes x W^T only where
-nothing else keeps its output) and in the two fixed modes (recompute=False keeps every output, True none). The steps are interleaved model by model, repetition by repetition; the table gives
-medians, ours / peft-on-hqq, ours / dense LoRA, and the activation bytes autograd saves in one forward (public
-`saved_tensors_hooks`, counted once per storage, parameters and buffers excluded).
+nothing else keeps its output) and in the two fixed modes (recompute=False keeps every output, True none). The steps
+are interleaved model by model, repetition by repetition; the table gives the median step, the ratios ours / peft-on-hqq
+and ours / dense LoRA as medians of the per-repetition ratios (steps timed next to each other share the state of this
+shared machine, so its drift cancels), and the activation bytes autograd saves in one forward (public
+`saved_tensors_hooks`, counted once per storage, parameters and buffers excluded). A last row per workload is the
+floor of any exact step at LoRA's memory: dense LoRA's step plus the products x W^T that ours recomputes there (the
+layers whose output nothing else keeps), timed alone in the same loop on inputs of the step's shapes.
 GPU (bf16): forward + backward of one layer with x requiring grad, r = 16, for dense LoRA (peft), peft DoRA on the
 dense layer and on hqq 4-bit, ours on 4-bit and 3-bit QLinear, at 4096x4096 M=2048 and M=8192 and 11008x4096 M=8192
 (the shapes of ../shared/ANCHORS.md), CUDA events around each step after warm-up, medians, and the extra peak memory
@@ -79,13 +83,21 @@ def saved_bytes(fn, model):
 
 
 def interleaved(steps:dict, reps:int)->dict:
-    "Median seconds of each step function, interleaved rep by rep after one warm-up step each."
+    "Seconds of each step function per repetition, interleaved rep by rep after one warm-up step each."
     for f in steps.values(): f()
     ts = {k: [] for k in steps}
     for _ in range(reps):
         for k, f in steps.items():
             t = time.perf_counter(); f(); ts[k].append(time.perf_counter() - t)
-    return {k: sorted(v)[len(v) // 2] for k, v in ts.items()}
+    return ts
+
+
+def median(v): return sorted(v)[len(v) // 2]
+
+
+def paired_ratio(a:list, b:list)->float:
+    "Median over repetitions of a[i] / b[i]: steps timed next to each other share the machine's state (drift cancels)."
+    return median([x / y for x, y in zip(a, b)])
 
 
 def train_step(model, loss_fn, lr=2e-3):
@@ -96,15 +108,41 @@ def train_step(model, loss_fn, lr=2e-3):
     return step
 
 
+def recompute_products(model, loss_fn):
+    "A function doing only the products x W^T that `model`'s adapters recompute in one step, on inputs of the step's shapes."
+    from qdora_lab.dora import QDoRALinear
+    loss_fn(model); loss_fn(model)      # with autograd: recompute='auto' looks at the first forward and applies its choice at the second
+    layers = [l for l in model.modules() if isinstance(l, QDoRALinear)
+              and (l.recompute is True or (l.recompute == 'auto' and l._auto_recompute))]
+    rows = {}
+    hooks = [l.register_forward_pre_hook(lambda mod, args: rows.__setitem__(mod, args[0].numel() // mod.in_features)) for l in layers]
+    with torch.no_grad(): loss_fn(model)
+    for h in hooks: h.remove()
+    work = [(torch.randn(rows[l], l.in_features), l.base.dequantize()) for l in layers]
+    def products():
+        for x, W in work: x @ W.T
+    return products, len(layers)
+
+FLOOR = 'floor at LoRA\'s memory: dense LoRA + the recomputed products'
+
 def rows_for(name, models:dict, loss_fn, reps):
-    "Timing and saved-memory rows for one workload, ours against each anchor."
-    t = interleaved({k: train_step(m, loss_fn) for k, m in models.items()}, reps)
+    """Timing and saved-memory rows for one workload, ours against each anchor, and the floor of an exact step at LoRA's
+    memory: dense LoRA's step plus the products x W^T that ours (default mode) recomputes, timed alone in the same loop."""
+    steps = {k: train_step(m, loss_fn) for k, m in models.items()}
+    auto = next((k for k in models if k.startswith('ours') and 'recompute=' not in k), None)
+    if auto is not None and 'dense LoRA (peft)' in models:
+        steps['recomputed products'], n_rc = recompute_products(models[auto], loss_fn)
+    ts = interleaved(steps, reps)
     mem = {k: saved_bytes(lambda: loss_fn(m), m) for k, m in models.items()}
-    lora, peft_hqq = t.get('dense LoRA (peft)'), next((t[k] for k in t if k.startswith('peft DoRA on hqq')), None)
+    lora, peft_hqq = ts.get('dense LoRA (peft)'), next((ts[k] for k in ts if k.startswith('peft DoRA on hqq')), None)
+    if 'recomputed products' in ts:
+        print(f"{name}: {n_rc} layers recompute x W^T, {median(ts['recomputed products']):.4f} s per step", flush=True)
+        ts[FLOOR], mem[FLOOR] = [a + b for a, b in zip(lora, ts['recomputed products'])], mem['dense LoRA (peft)']
     out = []
-    for k in models:
-        out.append({'workload': name, 'model': k, 'step (s)': t[k], 'saved (MiB)': mem[k] / 2**20,
-                    '/ peft DoRA on hqq': t[k] / peft_hqq if peft_hqq else None, '/ dense LoRA': t[k] / lora if lora else None})
+    for k in [*models, *([FLOOR] if FLOOR in ts else [])]:
+        out.append({'workload': name, 'model': k, 'step (s)': median(ts[k]), 'saved (MiB)': mem[k] / 2**20,
+                    '/ peft DoRA on hqq': paired_ratio(ts[k], peft_hqq) if peft_hqq else None,
+                    '/ dense LoRA': paired_ratio(ts[k], lora) if lora else None})
         print(out[-1], flush=True)
     return out
 
@@ -198,7 +236,9 @@ def main(argv=None):
     dev = (f"CPU ({torch.get_num_threads()} threads), float32" if a.device == 'cpu' or a.dry_run else
            f"{torch.cuda.get_device_name()}, bfloat16")
     md = (f"# QDoRA training step beside the anchors ({a.device}{', dry run' if a.dry_run else ''})\n\n"
-          f"`python bench/dora_step.py {a.device}` on {dev}; medians of {a.reps} interleaved repetitions; {time.time() - t0:.0f} s in all.\n\n"
+          f"`python bench/dora_step.py {a.device}` on {dev}; {a.reps} interleaved repetitions; "
+          + ("median step, ratios as medians of the per-repetition ratios (SmolLM2: half as many repetitions)"
+             if a.device == 'cpu' else "medians, ratios of the medians") + f"; {time.time() - t0:.0f} s in all.\n\n"
           + tabulate(rows, headers='keys', tablefmt='github', floatfmt='.3f') + '\n')
     out = Path(a.out or ROOT/'bench'/'results'); out.mkdir(parents=True, exist_ok=True)
     stem = out/f"dora_step_{a.device}{'_dry' if a.dry_run else ''}"

@@ -7,10 +7,11 @@ RUN is a causal-LM run folder with adapters (`qdora-lab demo --model smollm2 --o
 4-bit g64, r=8). Perplexity on 64-token windows of the last 200 bundled English sentences (`recipes.english_sentences`),
 for: the run with its adapters; the base without them; `merge_model` (the library's merge: the merged weight
 re-quantized with the HQQ optimizer); the same re-quantization started from the base layer's own grid (scales times
-the DoRA row factor, same zeros), round-to-nearest and optimized (fake-quantized: dequantized into dense layers); a calibrated GPTQ-style re-quantization of the merged
-weight (H = X^T X of each layer's inputs over 32 x 64 tokens of the first 600 sentences, groups along K, min-max
-group ranges, damp 0.01; weights fake-quantized, i.e. dequantized into dense layers, for this measurement only);
-and the dense merge (exact). The calibrated merge is not in the library: this script measures whether it would pay.
+the DoRA row factor, same zeros), round-to-nearest and optimized (fake-quantized: dequantized into dense layers);
+the library's calibrated merge, `merge_model(model, calibration=...)` (H = X^T X of each adapter's inputs over 32 x 64
+tokens of the first 600 sentences; GPTQ per layer on the base's grid with each row rescaled, or on fresh min/max
+group ranges, whichever keeps that layer's outputs better on the calibration inputs; packed QLinear layers), and
+each of its two grids alone for every layer; and the dense merge (exact).
 """
 import argparse, copy, sys, time
 from pathlib import Path
@@ -24,6 +25,7 @@ from qdora_lab.cli import rebuild_run
 from qdora_lab.dora import QDoRALinear
 from qdora_lab.linear import QLinear
 from qdora_lab.model import find_modules, replace_modules, merge_model
+from qdora_lab.layer import input_grams
 
 
 def adapters(m): return find_modules(m, lambda n, x: isinstance(x, QDoRALinear))
@@ -51,38 +53,17 @@ def grid_merge(m, optimize):
     replace_modules(out, adapters(out), build)
     return out
 
-def input_grams(m, ids, batch=8):
-    "X^T X (float64) of every adapted layer's inputs over the token ids."
-    H, hooks = {}, []
-    for n, mod in adapters(m):
-        def f(mod, inp, n=n):
-            x = inp[0].reshape(-1, inp[0].shape[-1]).double()
-            H[n] = H.get(n, 0) + x.T @ x
-        hooks.append(mod.register_forward_pre_hook(f))
-    with torch.no_grad():
-        for i in range(0, len(ids), batch): m(input_ids=ids[i:i + batch])
-    for h in hooks: h.remove()
-    return H
-
-def gptq(W, H, nbits, g, damp=0.01, block=128):
-    "W [N, K] quantized column by column (groups of g along K, min-max ranges), each rounding error pushed onto the later columns through H^-1."
-    W, H = W.clone().float(), H.clone().float()
-    N, K = W.shape; qmax = 2**nbits - 1
-    dead = torch.diag(H) == 0; H[dead, dead] = 1; W[:, dead] = 0
-    H += damp * torch.diag(H).mean() * torch.eye(K)
-    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    Q = torch.zeros_like(W)
-    for i1 in range(0, K, block):
-        i2 = min(i1 + block, K); W1 = W[:, i1:i2].clone(); E1 = torch.zeros_like(W1); Hi = Hinv[i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            if (i1 + i) % g == 0: inv, zero = quant.minmax_params(W1[:, i:i + g], nbits, 1)
-            w = W1[:, i]
-            q = (w * inv[:, 0] + zero[:, 0]).round().clamp(0, qmax)
-            Q[:, i1 + i] = (q - zero[:, 0]) / inv[:, 0]
-            err = (w - Q[:, i1 + i]) / Hi[i, i]
-            W1[:, i:] -= err[:, None] * Hi[i, i:][None, :]; E1[:, i] = err
-        W[:, i2:] -= E1 @ Hinv[i1:i2, i2:]
-    return Q
+def calibrated_variant(m, grams, own_grid):
+    "Each merged weight re-quantized by GPTQ on one kind of grid only (the library picks per layer): packed QLinear layers."
+    out = copy.deepcopy(m)
+    def build(n, d):
+        W, base = d.dense_weight(torch.float32), d.base
+        grid = base._own_grid(W) if own_grid else None
+        W_q, meta = quant.quantize_calibrated(W, grams[n], nbits=base.nbits, group_size=base.group_size,
+                                              compute_dtype=base.compute_dtype, grid=grid)
+        return QLinear(W_q, meta, base.bias)
+    replace_modules(out, adapters(out), build)
+    return out
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -107,16 +88,18 @@ def main():
     row('merge_model (re-quantized, HQQ optimizer): the library', merge_model(copy.deepcopy(m)))
     row("re-quantized from the base's grid, round-to-nearest", grid_merge(m, False))
     row("re-quantized from the base's grid, HQQ optimizer", grid_merge(m, True))
-    H = input_grams(m, calib)
-    g = copy.deepcopy(m)
-    replace_modules(g, adapters(g), lambda n, d: dense(gptq(d.dense_weight().float(), H[n], d.base.nbits, d.base.group_size), d.base.bias))
-    row(f'calibrated GPTQ-style re-quantization ({n} x 64 tokens; fake-quantized)', g)
+    calibrate = lambda model: [model(input_ids=calib[i:i + 8]) for i in range(0, len(calib), 8)]
+    t1 = time.time(); cm = merge_model(copy.deepcopy(m), calibration=calibrate); t_cal = time.time() - t1
+    row(f'merge_model(calibration=...): the library, GPTQ ({n} x 64 tokens of the first 600 sentences)', cm)
+    grams = input_grams(m, calibrate, lambda n_, x: isinstance(x, QDoRALinear))
+    row("  GPTQ on the base's grid (each row rescaled) for every layer", calibrated_variant(m, grams, True))
+    row('  GPTQ on fresh min/max ranges for every layer', calibrated_variant(m, grams, False))
     row('merge_model(dense=True): exact', merge_model(copy.deepcopy(m), dense=True))
     q = info.get('quant', {})
     md = (f"# What a merge keeps of the adapters\n\n`python bench/merge_quality.py --run RUN`, RUN = `qdora-lab demo --model smollm2` "
           f"({q.get('nbits')}-bit g{q.get('group_size')}, adapters r={info.get('dora', {}).get('r')}); perplexity on 64-token windows "
           f"of the last 200 bundled English sentences; on the CPU (this project's 2-core x86 machine, no GPU), torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{time.time() - t0:.0f} s.\n\n| model | perplexity |\n|---|---|\n" + ''.join(f"| {k} | {v:.2f} |\n" for k, v in rows))
+          f"{time.time() - t0:.0f} s in all, of which the calibrated merge_model {t_cal:.0f} s.\n\n| model | perplexity |\n|---|---|\n" + ''.join(f"| {k} | {v:.2f} |\n" for k, v in rows))
     Path(a.out).write_text(md); print(md)
 
 if __name__ == '__main__': main()

@@ -368,24 +368,37 @@ int dispatch_matmul(const Layout& L, const void* wq, const void* s, const void* 
 
 // ---- column dot products (DoRA's magnitude gradient) ------------------------------------------------------------
 // gy[o] = sum_m g[m, o] * y[m, o] and gs[o] = sum_m g[m, o] for float32 [M, N] rows (leading dimensions ldg, ldy),
-// one pass, no [M, N] temporary, double accumulators (M can be tens of thousands of tokens). Threads own column
-// blocks; each walks all rows of its block (contiguous pieces of every row).
+// one pass, no [M, N] temporary, double accumulators (M can be tens of thousands of tokens), each column summed in
+// row order. Threads own blocks of COLS columns; a block's 2 x COLS sums stay in registers while it walks all M rows,
+// reading COLS contiguous floats of g and of y per row and prefetching the row PREFETCH rows ahead (the walk is
+// strided, which the hardware prefetchers follow poorly). A last partial block keeps its sums in arrays.
+constexpr int COLS = 32, PREFETCH = 16;
+
+template <int W>   // W = COLS: a full block (sums in registers); W = 0: a partial block of w < COLS columns
+void column_block(const float* g, const float* y, int64_t M, int64_t ldg, int64_t ldy, int64_t w, float* gy, float* gs) {
+    constexpr int CAP = W ? W : COLS;
+    const int64_t n = W ? W : w;
+    double ay[CAP] = {}, ag[CAP] = {};
+    for (int64_t m = 0; m < M; ++m) {
+        const float* gr = g + m * ldg;
+        const float* yr = y + m * ldy;
+        if (m + PREFETCH < M)
+            for (int64_t j = 0; j < n; j += 16) { __builtin_prefetch(gr + PREFETCH * ldg + j); __builtin_prefetch(yr + PREFETCH * ldy + j); }
+        #pragma omp simd
+        for (int64_t j = 0; j < n; ++j) { const double gv = gr[j]; ay[j] += gv * double(yr[j]); ag[j] += gv; }
+    }
+    for (int64_t j = 0; j < n; ++j) { gy[j] = float(ay[j]); if (gs) gs[j] = float(ag[j]); }
+}
+
 void column_dots(const float* g, const float* y, int64_t M, int64_t N, int64_t ldg, int64_t ldy, float* gy, float* gs,
                  int nthreads) {
-    constexpr int64_t BLOCK = 256;
-    const int64_t nblocks = (N + BLOCK - 1) / BLOCK;
+    const int64_t full = N / COLS, nblocks = (N + COLS - 1) / COLS;
     #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (int64_t b = 0; b < nblocks; ++b) {
-        const int64_t o0 = b * BLOCK, w = (N - o0 < BLOCK) ? N - o0 : BLOCK;
-        double ay[BLOCK], ag[BLOCK];
-        for (int64_t j = 0; j < w; ++j) { ay[j] = 0; ag[j] = 0; }
-        for (int64_t m = 0; m < M; ++m) {
-            const float* gr = g + m * ldg + o0;
-            const float* yr = y + m * ldy + o0;
-            #pragma omp simd
-            for (int64_t j = 0; j < w; ++j) { ay[j] += double(gr[j]) * double(yr[j]); ag[j] += double(gr[j]); }
-        }
-        for (int64_t j = 0; j < w; ++j) { gy[o0 + j] = float(ay[j]); if (gs) gs[o0 + j] = float(ag[j]); }
+        const int64_t o0 = b * COLS;
+        float* s = gs ? gs + o0 : nullptr;
+        if (b < full) column_block<COLS>(g + o0, y + o0, M, ldg, ldy, COLS, gy + o0, s);
+        else column_block<0>(g + o0, y + o0, M, ldg, ldy, N - o0, gy + o0, s);
     }
 }
 

@@ -326,6 +326,7 @@ def merge(
     run:str=None,            # a run folder with adapters (written by demo or finetune) (required)
     out:str='qdora_merged',  # output folder (a new one, or a previous run folder with --overwrite)
     dense:bool=False,        # write a dense transformers model instead of a re-quantized one
+    data:str=None,           # a UTF-8 text file to calibrate the re-quantization on (GPTQ: keeps each layer's outputs on it)
     overwrite:bool=False,    # replace --out if it is a previous qdora-lab run folder
     device:str='auto',       # auto, cpu or cuda
 ):
@@ -334,10 +335,13 @@ def merge(
     info = read_run(run); check_out(out, overwrite)
     if not info.get('adapters'): raise CLIError(f"{run!r} has no adapters to merge (it is a {describe_run(info)} run); "
                                                 "merge takes a folder written by demo or finetune")
+    if data is not None and dense: raise CLIError("--data calibrates the re-quantization; a --dense merge is exact and takes none")
+    text = None if data is None else _text(data)
     m, tok, kind, info = rebuild_run(run, device)
     adapted = _outputs(m, tok, kind, recipes.english_sentences()[:CHECK_SENTENCES])
-    merge_model(m, dense=dense)
-    row = _write_and_check(m, tok, kind, info, out, overwrite, 'merge', dense, dict(dense=dense, source=str(Path(run).resolve())))
+    with user_input(): merge_model(m, dense=dense, calibration=None if text is None else recipes.text_calibration(tok, kind, text))
+    row = _write_and_check(m, tok, kind, info, out, overwrite, 'merge', dense,
+                           dict(dense=dense, calibrated=data is not None, source=str(Path(run).resolve())))
     row['cosine to adapted'] = _compare(_outputs(m, tok, kind, recipes.english_sentences()[:CHECK_SENTENCES]), adapted)['cosine to source']
     print(table([row])); print(f"merged {'dense' if dense else 're-quantized'} model saved to {out}")
     return row

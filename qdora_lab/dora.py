@@ -87,7 +87,7 @@ def _column_dots(
     return out, gsum
 
 def _guard_rows(c:Tensor, m:Tensor, dtype:torch.dtype)->Tensor:
-    "Rows whose P cannot be read back from the output: c so small that c*P underflows in `dtype`, or m = 0."
+    "Rows whose P cannot be read back from c*P (the output, or x (c W)^T): c so small that c*P underflows in `dtype`, or m = 0."
     return ((c.abs() < math.sqrt(torch.finfo(dtype).tiny)) | (m == 0)).nonzero().flatten()
 
 class DoRAFunction(torch.autograd.Function):
@@ -138,12 +138,9 @@ class DoRAFunction(torch.autograd.Function):
             if _fused(base, g):                        # small M: kernels (the only [M, out] pass is tiny)
                 W = None
                 if nx: gx = base.matmul_t(g * cg)
-            elif ctx.recompute and nm:                 # one unscaled W for g (c W) and for x W^T
-                W = _transient(base, g)
-                if nx: gx = (g * cg) @ W
-            else:                                      # one rebuild of c W, the scale applied as it is written
-                W = None
-                gx = g @ _transient(base, g, row_scale=c)
+            else:                                      # one rebuild of c W, the scale applied as it is written,
+                W = _transient(base, g, row_scale=c)   # for g (c W) and, recomputing, for x (c W)^T = c (x W^T)
+                if nx: gx = g @ W
         if nx or nA:
             gcB = g @ (B * cg[:, None])                # [M, r] = (g (c B))
             if nx:
@@ -156,15 +153,17 @@ class DoRAFunction(torch.autograd.Function):
         if nB: gB = G * (s * cg)[:, None]
         if nm:
             nd = n.dtype
-            if ctx.recompute:
-                XW = x @ W.T if W is not None else base.matmul(x)
-                gm = (_column_dots(g, XW, None, nd)[0] + s * (B.to(nd) * G.to(nd)).sum(1)) / n
-            else:                                      # sum_M g P / n = sum_M g (y - b) / m
-                gm, gsum = _column_dots(g, y, bias, nd)
-                if gsum is not None and nb: gbias = gsum                  # the bias gradient came with it
-                gm = gm / m.to(nd)
-                guard = float(c.abs().amin()) < math.sqrt(torch.finfo(y.dtype).tiny)   # one cheap test first
-                rows = _guard_rows(c, m, y.dtype) if guard else ()
+            if ctx.recompute and W is None:            # small M: x W^T from the kernel
+                gm = (_column_dots(g, base.matmul(x), None, nd)[0] + s * (B.to(nd) * G.to(nd)).sum(1)) / n
+            else:                                      # sum_M g P / n = sum_M g (c P) / m, c P from x (c W)^T or y - b
+                if ctx.recompute:
+                    gm = _column_dots(g, x @ W.T, None, nd)[0] / m.to(nd) + s * (B.to(nd) * G.to(nd)).sum(1) / n
+                else:
+                    gm, gsum = _column_dots(g, y, bias, nd)
+                    if gsum is not None and nb: gbias = gsum              # the bias gradient came with it
+                    gm = gm / m.to(nd)
+                guard = float(c.abs().amin()) < math.sqrt(torch.finfo(x.dtype).tiny)   # one cheap test first
+                rows = _guard_rows(c, m, x.dtype) if guard else ()
                 if len(rows):                          # P of those rows, exactly: x W_r^T + s u B_r^T
                     Wr = base.dequantize(x.dtype)[rows]
                     Pr = x @ Wr.T + s * (u @ B[rows].T)
@@ -322,6 +321,7 @@ def dense_weight(self:QDoRALinear,
 @torch.no_grad()
 def merge(self:QDoRALinear,
           optimize:bool=True, # for a quantized base: refine the new scales/zeros with the HQQ optimizer
+          hessian:Tensor=None, # optional [in, in] X^T X of the layer's inputs: re-quantize to keep X W'^T (`QLinear` bases)
          )->nn.Module:        # `nn.Linear` (dense base) or a new layer of the base's kind (quantized base)
     "A new layer with the adapter folded in: `nn.Linear` for a dense base, the base's kind re-quantized otherwise."
     base = self.base
@@ -329,7 +329,8 @@ def merge(self:QDoRALinear,
     lin.weight.copy_(self.dense_weight())
     if base.bias is not None: lin.bias.copy_(base.bias)
     lin.requires_grad_(False)
-    return lin if isinstance(base, DenseLinear) else base.requantize(lin, optimize=optimize)
+    if isinstance(base, DenseLinear): return lin
+    return base.requantize(lin, optimize=optimize) if hessian is None else base.requantize(lin, optimize=optimize, hessian=hessian)
 
 # %% ../nbs/12_dora.ipynb #res_code
 INIT_MODES = ('default', 'residual')  # B = 0 (peft's), or the rank-r fit of the quantization residual

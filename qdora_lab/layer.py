@@ -7,7 +7,7 @@ __all__ = ['KERNEL_MAX_M', 'PLAN_DTYPES', 'LAYER_FORMATS', 'CONV1D_NAMES', 'QUAN
            'kernels_enabled', 'pytorch_reference', 'QuantizedLinear', 'QMatmul', 'DenseLinear', 'layer_from_config',
            'find_modules', 'replace_modules', 'is_conv1d', 'linear_from_conv1d', 'conv1d_from_linear',
            'linearize_conv1d', 'restore_conv1d', 'register_quantizer', 'quantizer_for', 'is_plain_linear',
-           'channel_energy']
+           'channel_energy', 'input_grams']
 
 # %% ../nbs/07_layer.ipynb #a0c1e003
 import inspect, json, os
@@ -84,8 +84,8 @@ class QuantizedLinear(nn.Module):
     def _make_plan(self, device:torch.device): return None   # a kernel plan for `device`, or None
     def _plan_inputs(self)->tuple: return ()                  # per-call tensors a plan needs
     def _setup(self): pass                                    # decode what the layout needs (after build/move/load)
-    def requantize(self, linear:nn.Linear, optimize:bool=True)->'QuantizedLinear':
-        "A new layer of this kind and settings holding `linear`'s weight (merging adapters uses it)."
+    def requantize(self, linear:nn.Linear, optimize:bool=True, hessian:Tensor=None)->'QuantizedLinear':
+        "A new layer of this kind and settings holding `linear`'s weight (merging adapters uses it); `hessian`: X^T X to calibrate on."
         raise NotImplementedError(f"{type(self).__name__} cannot re-quantize a weight into its own format; "
                                   "take the dense weight (QDoRALinear.dense_weight) and quantize it yourself")
 
@@ -272,7 +272,7 @@ class DenseLinear(QuantizedLinear):
         if not isinstance(linear, nn.Linear): raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
         return cls(linear.weight.detach(), None if linear.bias is None else linear.bias.detach())
 
-    def requantize(self, linear:nn.Linear, optimize:bool=True)->'DenseLinear': return type(self).from_linear(linear)
+    def requantize(self, linear:nn.Linear, optimize:bool=True, hessian:Tensor=None)->'DenseLinear': return type(self).from_linear(linear)
     def _dequantize(self, dtype): return self.weight.to(dtype)
     def _matmul_reference(self, x): return torch.matmul(x, self.weight.to(x.dtype).t())
     def _matmul_t_reference(self, g): return torch.matmul(g, self.weight.to(g.dtype))
@@ -499,3 +499,39 @@ def channel_energy(
     missing = [n for n, _ in found if n not in energy]
     if missing: raise ValueError(f"calibration never ran layers {missing[:3]}: make `calibrate` run the whole model")
     return {n: energy[n].cpu() for n, _ in found}
+
+# %% ../nbs/07_layer.ipynb #30036208
+import weakref
+
+def input_grams(
+    model:nn.Module, # the model to observe
+    calibrate,       # function(model): runs the model on calibration inputs (under no_grad)
+    match=None,      # function(name, module) -> bool choosing the layers; None: every nn.Linear or contract layer
+)->dict:             # {dotted name: float32 [in_features, in_features] X^T X}; layers fed the same tensor share one
+    "The Gram matrix X^T X of the inputs of the chosen linear layers while `calibrate(model)` runs."
+    if not callable(calibrate): raise TypeError(f"calibrate must be a function(model) that runs calibration inputs, got {type(calibrate).__name__}")
+    match = match or (lambda n, m: isinstance(m, (nn.Linear, QuantizedLinear)))
+    found = find_modules(model, match)
+    grams, owner, last, hooks = {}, {}, [None, None], []   # last: (weakref to the last hooked input, the layer that took it)
+    def hook(name):
+        def f(mod, args):
+            x = args[0]
+            shared = last[0] is not None and last[0]() is x
+            mine = last[1] if shared else name
+            if owner.setdefault(name, mine) != mine:
+                raise ValueError(f"layer {name} shared its input with {owner[name]} in one forward but not in another; "
+                                 "input_grams needs the same structure on every calibration batch")
+            if shared: return
+            x2 = x.detach().reshape(-1, x.shape[-1]).float()
+            if name not in grams: grams[name] = torch.zeros(x2.shape[1], x2.shape[1], device=x2.device)
+            grams[name].addmm_(x2.T, x2)
+            last[0], last[1] = weakref.ref(x), name
+        return f
+    try:
+        for n, m in found: hooks.append(m.register_forward_pre_hook(hook(n)))
+        with torch.no_grad(): calibrate(model)
+    finally:
+        for h in hooks: h.remove()
+    missing = [n for n, _ in found if n not in owner]
+    if missing: raise ValueError(f"calibration never ran layers {missing[:3]}: make `calibrate` run the whole model")
+    return {n: grams[owner[n]] for n, _ in found}

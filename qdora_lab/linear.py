@@ -310,11 +310,33 @@ def from_linear(cls:QLinear,
 @patch
 def requantize(self:QLinear,
     linear:nn.Linear,   # a dense layer of the same shape (e.g. a merged adapter)
-    optimize:bool=True, # run the HQQ optimizer
+    optimize:bool=True, # run the HQQ optimizer (without `hessian`)
+    hessian:Tensor=None, # optional [in, in] X^T X of the layer's inputs: codes chosen to keep X W^T (`quant.quantize_calibrated`)
 )->QLinear:
     "A `QLinear` with this layer's bits, group size, axis and compute dtype, holding `linear`'s weight."
-    return QLinear.from_linear(linear, nbits=self.nbits, group_size=self.group_size, axis=self.axis, optimize=optimize,
-                               compute_dtype=self.compute_dtype if self.compute_dtype != torch.float64 else None)
+    cd = self.compute_dtype if self.compute_dtype != torch.float64 else None
+    if hessian is None:
+        return QLinear.from_linear(linear, nbits=self.nbits, group_size=self.group_size, axis=self.axis, optimize=optimize, compute_dtype=cd)
+    if self.axis != 1:
+        raise ValueError(f"calibrated re-quantization groups along in_features (axis=1); this layer has axis={self.axis}: "
+                         "re-quantize it without a hessian, or keep the merged weight dense")
+    if not isinstance(linear, nn.Linear): raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+    W = linear.weight.detach()
+    kw = dict(nbits=self.nbits, group_size=self.group_size, compute_dtype=cd or (W.dtype if W.dtype != torch.float64 else torch.float32))
+    W32, H = W.float(), quant._check_gram(hessian, self.in_features).to(W.device, torch.float32)
+    fits = [quant.quantize_calibrated(W32, H, grid=self._own_grid(W32), **kw), quant.quantize_calibrated(W32, H, **kw)]
+    err = [quant.calibrated_error(W32, quant.dequantize(*f, torch.float32), H) for f in fits]
+    W_q, meta = fits[0] if err[0] <= err[1] else fits[1]
+    return QLinear(W_q, meta, linear.bias)
+
+@patch
+def _own_grid(self:QLinear, W:Tensor)->tuple:
+    "This layer's (scale, zero) with each row's scale times the factor that best fits `W`'s row to this layer's (least squares)."
+    Q = self.dequantize(torch.float32).to(W.device)
+    qq = (Q * Q).sum(1)
+    c = torch.where(qq > 0, (W * Q).sum(1) / qq.clamp_min(1e-30), torch.ones_like(qq))
+    s, z = self._scale_zero()
+    return s.float().reshape(self.out_features, -1) * c[:, None], z.float().reshape(self.out_features, -1)
 
 @register_quantizer(QuantConfig, is_plain_linear)
 def _quantize_qlinear(linear, config, name):

@@ -524,8 +524,11 @@ def _plan_mixedbit(model, found, config, calibration):
 def requantize(self:MixedBitLinear,
     linear:nn.Linear,   # a dense layer of the same shape (e.g. a merged adapter)
     optimize:bool=True, # run the HQQ optimizer for every width
+    hessian:Tensor=None, # calibrated re-quantization: not available for mixed bits (an error names the alternatives)
 )->MixedBitLinear:
     "A `MixedBitLinear` re-allocated for `linear`'s weight within this layer's bits per weight and group size."
+    if hessian is not None: raise ValueError("calibrated re-quantization (hessian=...) is built for QLinear (axis=1) only; "
+                                             "re-quantize this MixedBitLinear without it, or keep the merged weight dense")
     return MixedBitLinear.from_linear(linear, self.bpw, group_size=self.group_size, widths=tuple(sorted(set(self.bits), reverse=True)),
                                       optimize=optimize, compute_dtype=self.compute_dtype if self.compute_dtype != torch.float64 else None)
 

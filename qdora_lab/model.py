@@ -18,7 +18,7 @@ from torch import nn, Tensor
 from .core import check_choice, check_int, check_tensor, save_safetensors, read_safetensors
 from .layer import (QuantizedLinear, DenseLinear, find_modules, replace_modules, quantizer_for, PLANNERS,
                              is_plain_linear, layer_from_config, channel_energy, linearize_conv1d, restore_conv1d,
-                             CONV1D_NAMES)
+                             CONV1D_NAMES, input_grams)
 from .linear import QLinear, QuantConfig
 from .mixedbit import MixedBitConfig
 from .tinygemm import TinyGemmLinear, TinyGemmConfig
@@ -475,11 +475,19 @@ def _dense_linear(W:Tensor, bias:Tensor|None)->nn.Linear:
 def merge_model(
     model:nn.Module,  # a model after `add_dora`
     dense:bool=False, # True: exact dense nn.Linear layers instead of re-quantized ones
+    calibration=None, # function(model) running calibration inputs: re-quantize to keep each layer's outputs on them (GPTQ)
 )->nn.Module:
     "Replace every `QDoRALinear` in `model` by its merged layer; returns `model`."
-    targets = find_modules(model, lambda n, m: isinstance(m, QDoRALinear))
+    is_adapter = lambda n, m: isinstance(m, QDoRALinear)
+    targets = find_modules(model, is_adapter)
     if not targets: raise ValueError("the model has no QDoRALinear layer to merge; call add_dora(model, ...) first")
-    replace_modules(model, targets, lambda n, m: _dense_linear(m.dense_weight(), m.base.bias) if dense else m.merge().requires_grad_(False))
+    if dense and calibration is not None:
+        raise ValueError("calibration chooses how merged weights are re-quantized; a dense merge (dense=True) is exact and takes none")
+    grams = {} if calibration is None else input_grams(model, calibration, is_adapter)   # X^T X of each adapter's inputs
+    def merged(n, m):
+        if dense: return _dense_linear(m.dense_weight(), m.base.bias)
+        return m.merge(hessian=grams.pop(n, None)).requires_grad_(False)
+    replace_modules(model, targets, merged)
     if hasattr(model, 'dora_config'): del model.dora_config
     restore_conv1d(model)              # dense layers that were GPT-2 Conv1D take that form again (their architecture's layout)
     return model

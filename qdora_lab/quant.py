@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PACKING', 'PACKING_NBITS', 'UNPACK_VIEW_DTYPE', 'META_KEYS', 'group_shape', 'minmax_params', 'quantize', 'dequantize',
-           'dequantize_packed', 'unpack_codes']
+           'dequantize_packed', 'unpack_codes', 'calibrated_error', 'quantize_calibrated']
 
 # %% ../nbs/03_quant.ipynb #8999e3c1
 import inspect
@@ -184,3 +184,86 @@ def unpack_codes(
     W_q, packing, rows, shape, _, _ = _check_meta(W_q, meta)
     codes = W_q.to(torch.uint8) if packing is None else unpack(W_q, PACKING_NBITS[packing], rows=rows)
     return codes.reshape(shape)
+
+# %% ../nbs/03_quant.ipynb #e714dfed
+def _check_gram(H, K:int)->Tensor:
+    "Check `H` is a finite float [K, K] matrix (a Gram matrix X^T X of inputs with K channels)."
+    check_tensor(H, 'H', ndim=2, finite=True)
+    if not H.is_floating_point(): raise TypeError(f"H has dtype {H.dtype}; expected a float Gram matrix X^T X")
+    if tuple(H.shape) != (K, K):
+        raise ValueError(f"H has shape {tuple(H.shape)}; expected ({K}, {K}): X^T X of inputs with in_features={K} channels")
+    return H
+
+def calibrated_error(
+    W:Tensor,      # the weight [N, K]
+    W_hat:Tensor,  # an approximation of it [N, K]
+    H:Tensor,      # Gram matrix X^T X of the inputs [K, K]
+)->float:          # ||X (W - W_hat)^T||^2 = tr((W - W_hat) H (W - W_hat)^T)
+    "The squared output error of `W_hat` on the inputs whose Gram matrix is `H` (what `quantize_calibrated` lowers)."
+    E = (W.float() - W_hat.float())
+    return float(((E @ H.float()) * E).sum())
+
+def _upper_inverse_factor(H:Tensor, damp:float)->Tensor:
+    "Upper Cholesky factor U of (H + damp * mean(diag H) * I)^-1 (float64 inside), with unused inputs given a unit diagonal."
+    H = H.double().clone()
+    d = torch.diagonal(H)
+    dead = d == 0
+    H[dead, dead] = 1
+    d += damp * d.mean()
+    L = torch.linalg.cholesky(H)
+    return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True).float()
+
+def quantize_calibrated(
+    W:Tensor,            # 2-D float weight [out_features, in_features]
+    H:Tensor,            # [in_features, in_features] Gram matrix X^T X of calibration inputs X [tokens, in_features]
+    nbits:int=4,         # bit width of the codes: 8, 6, 5, 4, 3, 2 or 1
+    group_size:int=64,   # values per group along in_features (hqq's axis=1); must divide in_features
+    compute_dtype=None,  # dtype `dequantize` returns by default (float16 when None, as in `quantize`)
+    damp:float=0.01,     # added to H's diagonal, as a fraction of its mean (keeps H invertible)
+    block:int=128,       # columns rounded before the rest are updated (rounded up to a multiple of group_size)
+    grid:tuple=None,     # optional (scale, zero), hqq-shaped [N*K/g, 1]: round onto this grid instead of each group's min/max
+)->tuple:                # (W_q, meta) in hqq's format, axis=1, as `quantize` returns them
+    "Quantize `W` to keep X W^T for inputs with X^T X = H: codes chosen column by column, each error pushed onto later columns (GPTQ)."
+    check_tensor(W, 'W', ndim=2, dtypes=_W_DTYPES, finite=True)
+    N, K = W.shape
+    _check_gram(H, K)
+    nbits = _int_choice(nbits, 'nbits', QUANT_BITS)
+    g = check_int(group_size, 'group_size')
+    if K % g: raise ValueError(f"group_size={g} does not divide in_features={K}; calibrated quantization groups along in_features (axis=1)")
+    if isinstance(damp, bool) or not isinstance(damp, (int, float)) or not damp >= 0:
+        raise ValueError(f"damp={damp!r} must be a number >= 0 (a fraction of H's mean diagonal)")
+    block = -(-check_int(block, 'block') // g) * g
+    compute_dtype = torch.float16 if compute_dtype is None else check_float_dtype(compute_dtype, 'compute_dtype')
+    qmax = 2**nbits - 1
+    if grid is not None:
+        gs, gz = (check_tensor(t, n, finite=True).to(W.device, torch.float32).reshape(-1) for t, n in zip(grid, ('grid scale', 'grid zero')))
+        if gs.numel() != N * K // g or gz.numel() != N * K // g:
+            raise ValueError(f"grid must be (scale, zero) with {N * K // g} groups each (hqq's [N*K/g, 1]), got {gs.numel()} and {gz.numel()}")
+        grid = (gs.reshape(N, K // g), gz.reshape(N, K // g))
+    U = _upper_inverse_factor(H.to(W.device), float(damp))
+    W = W.detach().float().clone()
+    q = torch.empty(N, K, dtype=torch.uint8, device=W.device)
+    scale_all = torch.empty(N, K // g, device=W.device); zero_all = torch.empty_like(scale_all)
+    for b0 in range(0, K, block):
+        b1 = min(b0 + block, K)
+        Wb, E = W[:, b0:b1], torch.empty(N, b1 - b0, device=W.device)
+        for i in range(b1 - b0):
+            k = b0 + i
+            if k % g == 0 and grid is not None:  # a new group on the given grid
+                scale, zero = grid[0][:, k // g], grid[1][:, k // g]
+                inv = scale.reciprocal()
+            elif k % g == 0:                     # a new group: its range from the columns as they are now
+                inv, zero = minmax_params(Wb[:, i:i + g], nbits, axis=1)
+                inv, zero, scale = inv[:, 0], zero[:, 0], inv[:, 0].reciprocal()
+            if k % g == 0: scale_all[:, k // g], zero_all[:, k // g] = scale, zero
+            w = Wb[:, i]
+            c = (w * inv + zero).round_().clamp_(0, qmax)
+            q[:, k] = c.to(torch.uint8)
+            E[:, i] = (w - (c - zero) * scale) / U[k, k]
+            Wb[:, i + 1:] -= E[:, i:i + 1] * U[k, k + 1:b1]
+        W[:, b1:] -= E @ U[b0:b1, b1:]
+    packing = PACKING[nbits]
+    meta = {'nbits': nbits, 'group_size': g, 'shape': torch.Size((N, K)), 'scale': scale_all.reshape(-1, 1),
+            'zero': zero_all.reshape(-1, 1), 'axis': 1, 'packing': packing, 'unpack_view_dtype': UNPACK_VIEW_DTYPE[packing],
+            'view_as_float': False, 'compute_dtype': compute_dtype, 'channel_wise': True}
+    return pack(q.reshape(-1, g), PACKING_NBITS[packing], pad=True), meta

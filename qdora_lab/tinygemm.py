@@ -473,8 +473,11 @@ class TinyGemmConfig:
 def requantize(self:TinyGemmLinear,
     linear:nn.Linear,   # a dense layer of the same shape (e.g. a merged adapter)
     optimize:bool=True, # run the HQQ optimizer
+    hessian:Tensor=None, # calibrated re-quantization: not available for tinygemm (an error names the alternatives)
 )->TinyGemmLinear:
     "A `TinyGemmLinear` with this layer's group size and dtype, holding `linear`'s weight."
+    if hessian is not None: raise ValueError("calibrated re-quantization (hessian=...) is built for QLinear (axis=1) only; "
+                                             "re-quantize this TinyGemmLinear without it, or merge into QLinear and export")
     return TinyGemmLinear.from_linear(linear, self.group_size, optimize, self.dtype)
 
 @register_quantizer(TinyGemmConfig, is_plain_linear)
