@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What a re-quantized merge keeps of the adapters: held-out perplexity of a QDoRA run, merged several ways.
 
-    python bench/merge_quality.py --run RUN [--out bench/results/merge_quality.md]
+    python bench/merge_quality.py --run RUN [--more] [--out bench/results/merge_quality.md]
 
 RUN is a causal-LM run folder with adapters (`qdora-lab demo --model smollm2 --out RUN` writes one: SmolLM2-135M,
 4-bit g64, r=8). Perplexity on 64-token windows of the last 200 bundled English sentences (`recipes.english_sentences`),
@@ -11,7 +11,9 @@ the DoRA row factor, same zeros), round-to-nearest and optimized (fake-quantized
 the library's calibrated merge, `merge_model(model, calibration=...)` (H = X^T X of each adapter's inputs over 32 x 64
 tokens of the first 600 sentences; GPTQ per layer on the base's grid with each row rescaled, or on fresh min/max
 group ranges, whichever keeps that layer's outputs better on the calibration inputs; packed QLinear layers), and
-each of its two grids alone for every layer; and the dense merge (exact).
+each of its two grids alone for every layer; with --more, the calibrated merge block by block (each transformer block
+calibrated on the inputs of the model merged so far, GPTQ's order) and on 128 calibration windows; and the dense
+merge (exact).
 """
 import argparse, copy, sys, time
 from pathlib import Path
@@ -65,9 +67,21 @@ def calibrated_variant(m, grams, own_grid):
     replace_modules(out, adapters(out), build)
     return out
 
+def blockwise_merge(m, calibrate):
+    "merge_model(calibration=...) one transformer block at a time, each on the inputs of the model merged so far (GPTQ's order)."
+    out = copy.deepcopy(m)
+    blocks = {}
+    for n, _ in adapters(out): blocks.setdefault(n.split('.mlp')[0].split('.self_attn')[0], []).append(n)
+    for names in blocks.values():
+        grams = input_grams(out, calibrate, lambda n, x: n in names)
+        mods = dict(out.named_modules())
+        replace_modules(out, [(n, mods[n]) for n in names], lambda n, d: d.merge(hessian=grams[n]).requires_grad_(False))
+    return out
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--run', required=True); ap.add_argument('--out', default=str(ROOT/'bench'/'results'/'merge_quality.md'))
+    ap.add_argument('--more', action='store_true', help="also: block-by-block calibration order, and 128 calibration windows")
     a = ap.parse_args()
     t0 = time.time()
     torch.manual_seed(0)
@@ -94,9 +108,15 @@ def main():
     grams = input_grams(m, calibrate, lambda n_, x: isinstance(x, QDoRALinear))
     row("  GPTQ on the base's grid (each row rescaled) for every layer", calibrated_variant(m, grams, True))
     row('  GPTQ on fresh min/max ranges for every layer', calibrated_variant(m, grams, False))
+    if a.more:
+        row("  calibrated block by block, each block on the partly merged model's inputs", blockwise_merge(m, calibrate))
+        ids = tok(' '.join(sents[:-200]), return_tensors='pt')['input_ids'][0]
+        big = ids[:min(128, ids.numel() // 64) * 64].view(-1, 64)
+        row(f'  calibrated on {len(big)} x 64 tokens (all but the held-out sentences)',
+            merge_model(copy.deepcopy(m), calibration=lambda model: [model(input_ids=big[i:i + 8]) for i in range(0, len(big), 8)]))
     row('merge_model(dense=True): exact', merge_model(copy.deepcopy(m), dense=True))
     q = info.get('quant', {})
-    md = (f"# What a merge keeps of the adapters\n\n`python bench/merge_quality.py --run RUN`, RUN = `qdora-lab demo --model smollm2` "
+    md = (f"# What a merge keeps of the adapters\n\n`python bench/merge_quality.py --run RUN{' --more' if a.more else ''}`, RUN = `qdora-lab demo --model smollm2` "
           f"({q.get('nbits')}-bit g{q.get('group_size')}, adapters r={info.get('dora', {}).get('r')}); perplexity on 64-token windows "
           f"of the last 200 bundled English sentences; on the CPU (this project's 2-core x86 machine, no GPU), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{time.time() - t0:.0f} s in all, of which the calibrated merge_model {t_cal:.0f} s.\n\n| model | perplexity |\n|---|---|\n" + ''.join(f"| {k} | {v:.2f} |\n" for k, v in rows))
