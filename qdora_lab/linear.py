@@ -334,7 +334,8 @@ def _own_grid(self:QLinear, W:Tensor)->tuple:
     "This layer's (scale, zero) with each row's scale times the factor that best fits `W`'s row to this layer's (least squares)."
     Q = self.dequantize(torch.float32).to(W.device)
     qq = (Q * Q).sum(1)
-    c = torch.where(qq > 0, (W * Q).sum(1) / qq.clamp_min(1e-30), torch.ones_like(qq))
+    c = (W * Q).sum(1) / qq.clamp_min(1e-30)
+    c = torch.where((qq > 0) & (c != 0), c, torch.ones_like(c))     # a row with nothing to fit keeps its grid
     s, z = self._scale_zero()
     return s.float().reshape(self.out_features, -1) * c[:, None], z.float().reshape(self.out_features, -1)
 
