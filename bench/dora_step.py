@@ -13,8 +13,8 @@ each for: dense LoRA (peft, fp32 weights), peft DoRA on hqq 0.2.8's HQQLinear (s
 nothing else keeps its output) and in the two fixed modes (recompute=False keeps every output, True none). The steps
 are interleaved model by model, repetition by repetition; the table gives the median step, the ratios ours / peft-on-hqq
 and ours / dense LoRA as medians of the per-repetition ratios (steps timed next to each other share the state of this
-shared machine, so its drift cancels), and the activation bytes autograd saves in one forward (public
-`saved_tensors_hooks`, counted once per storage, parameters and buffers excluded). A last row per workload is the
+shared machine, so its drift cancels), and the activation bytes the graph of one forward holds when it returns (public
+`saved_tensors_hooks`, counted once per live storage, parameters and buffers excluded). A last row per workload is the
 floor of any exact step at LoRA's memory: dense LoRA's step plus the products x W^T that ours recomputes there (the
 layers whose output nothing else keeps), timed alone in the same loop on inputs of the step's shapes.
 GPU (bf16): forward + backward of one layer with x requiring grad, r = 16, for dense LoRA (peft), peft DoRA on the
@@ -22,7 +22,7 @@ dense layer and on hqq 4-bit, ours on 4-bit and 3-bit QLinear, at 4096x4096 M=20
 (the shapes of ../shared/ANCHORS.md), CUDA events around each step after warm-up, medians, and the extra peak memory
 of a step (torch.cuda.max_memory_allocated above the level before it).
 """
-import argparse, copy, json, sys, time
+import argparse, copy, json, sys, time, weakref
 from pathlib import Path
 import torch
 from torch import nn
@@ -71,15 +71,13 @@ def ours_modes(fp, r, nbits, skip=None)->dict:
 
 
 def saved_bytes(fn, model):
-    "Bytes of distinct storages autograd saves while `fn()` runs a forward, parameters and buffers excluded."
-    skip = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
-    seen = {}
-    def pack(t):
-        st = t.untyped_storage()
-        if st.data_ptr() not in skip: seen[st.data_ptr()] = st.nbytes()
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t): fn()
-    return sum(seen.values())
+    "Bytes of the distinct storages the graph of `fn()`'s result still holds when it returns (a forward), parameters and buffers excluded."
+    skip, saved = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}, []
+    def pack(t): saved.append(weakref.ref(t)); return t      # a graph dropped inside the forward frees its tensors: not counted
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t): out = fn()
+    live = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in (r() for r in saved) if t is not None}
+    del out
+    return sum(v for p, v in live.items() if p not in skip)
 
 
 def interleaved(steps:dict, reps:int)->dict:

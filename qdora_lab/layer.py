@@ -7,7 +7,7 @@ __all__ = ['KERNEL_MAX_M', 'PLAN_DTYPES', 'LAYER_FORMATS', 'CONV1D_NAMES', 'QUAN
            'kernels_enabled', 'pytorch_reference', 'QuantizedLinear', 'QMatmul', 'DenseLinear', 'layer_from_config',
            'find_modules', 'replace_modules', 'is_conv1d', 'linear_from_conv1d', 'conv1d_from_linear',
            'linearize_conv1d', 'restore_conv1d', 'register_quantizer', 'quantizer_for', 'is_plain_linear',
-           'channel_energy', 'input_grams']
+           'observe_inputs', 'channel_energy', 'input_grams']
 
 # %% ../nbs/07_layer.ipynb #a0c1e003
 import inspect, json, os
@@ -476,29 +476,39 @@ def is_plain_linear(
     return t is nn.Linear or (isinstance(m, nn.Linear) and t.__name__ in LINEAR_EQUIVALENTS and t.__module__.startswith('transformers'))
 
 # %% ../nbs/07_layer.ipynb #energy_code
-def channel_energy(
-    model:nn.Module, # the model to observe (usually the full-precision one)
+def observe_inputs(
+    model:nn.Module, # the model to observe
     calibrate,       # function(model): runs the model on calibration inputs (under no_grad)
+    on_input,        # function(name, x) given each chosen layer's input x on every forward
     match=None,      # function(name, module) -> bool choosing the layers; None: every nn.Linear or contract layer
-)->dict:             # {dotted name: float64 [in_features] sum of squared inputs per channel}
-    "Per-channel input energy diag(X^T X) of the chosen linear layers while `calibrate(model)` runs."
+)->list:             # the chosen layers' names, in model order
+    "Run `calibrate(model)` without gradients, handing each chosen linear layer's input to `on_input`; hooks removed whatever happens."
     if not callable(calibrate): raise TypeError(f"calibrate must be a function(model) that runs calibration inputs, got {type(calibrate).__name__}")
-    match = match or (lambda n, m: isinstance(m, (nn.Linear, QuantizedLinear)))
-    found = find_modules(model, match)
-    energy, hooks = {}, []
+    found = find_modules(model, match or (lambda n, m: isinstance(m, (nn.Linear, QuantizedLinear))))
+    seen, hooks = set(), []
     def hook(name):
-        def f(mod, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
-            energy[name] = energy.get(name, 0) + x.pow(2).sum(0)
+        def f(mod, args): seen.add(name); on_input(name, args[0])
         return f
     try:
         for n, m in found: hooks.append(m.register_forward_pre_hook(hook(n)))
         with torch.no_grad(): calibrate(model)
     finally:
         for h in hooks: h.remove()
-    missing = [n for n, _ in found if n not in energy]
+    missing = [n for n, _ in found if n not in seen]
     if missing: raise ValueError(f"calibration never ran layers {missing[:3]}: make `calibrate` run the whole model")
-    return {n: energy[n].cpu() for n, _ in found}
+    return [n for n, _ in found]
+
+def channel_energy(
+    model:nn.Module, # the model to observe (usually the full-precision one)
+    calibrate,       # function(model): runs the model on calibration inputs (under no_grad)
+    match=None,      # function(name, module) -> bool choosing the layers; None: every nn.Linear or contract layer
+)->dict:             # {dotted name: float64 [in_features] sum of squared inputs per channel}
+    "Per-channel input energy diag(X^T X) of the chosen linear layers while `calibrate(model)` runs."
+    energy = {}
+    def add(name, x):
+        x = x.detach().reshape(-1, x.shape[-1]).double()
+        energy[name] = energy.get(name, 0) + x.pow(2).sum(0)
+    return {n: energy[n].cpu() for n in observe_inputs(model, calibrate, add, match)}
 
 # %% ../nbs/07_layer.ipynb #30036208
 import weakref
@@ -509,29 +519,16 @@ def input_grams(
     match=None,      # function(name, module) -> bool choosing the layers; None: every nn.Linear or contract layer
 )->dict:             # {dotted name: float32 [in_features, in_features] X^T X}; layers fed the same tensor share one
     "The Gram matrix X^T X of the inputs of the chosen linear layers while `calibrate(model)` runs."
-    if not callable(calibrate): raise TypeError(f"calibrate must be a function(model) that runs calibration inputs, got {type(calibrate).__name__}")
-    match = match or (lambda n, m: isinstance(m, (nn.Linear, QuantizedLinear)))
-    found = find_modules(model, match)
-    grams, owner, last, hooks = {}, {}, [None, None], []   # last: (weakref to the last hooked input, the layer that took it)
-    def hook(name):
-        def f(mod, args):
-            x = args[0]
-            shared = last[0] is not None and last[0]() is x
-            mine = last[1] if shared else name
-            if owner.setdefault(name, mine) != mine:
-                raise ValueError(f"layer {name} shared its input with {owner[name]} in one forward but not in another; "
-                                 "input_grams needs the same structure on every calibration batch")
-            if shared: return
-            x2 = x.detach().reshape(-1, x.shape[-1]).float()
-            if name not in grams: grams[name] = torch.zeros(x2.shape[1], x2.shape[1], device=x2.device)
-            grams[name].addmm_(x2.T, x2)
-            last[0], last[1] = weakref.ref(x), name
-        return f
-    try:
-        for n, m in found: hooks.append(m.register_forward_pre_hook(hook(n)))
-        with torch.no_grad(): calibrate(model)
-    finally:
-        for h in hooks: h.remove()
-    missing = [n for n, _ in found if n not in owner]
-    if missing: raise ValueError(f"calibration never ran layers {missing[:3]}: make `calibrate` run the whole model")
-    return {n: grams[owner[n]] for n, _ in found}
+    grams, owner, last = {}, {}, [None, None]   # last: (weakref to the last input taken, the layer that took it)
+    def add(name, x):
+        shared = last[0] is not None and last[0]() is x
+        mine = last[1] if shared else name
+        if owner.setdefault(name, mine) != mine:
+            raise ValueError(f"layer {name} shared its input with {owner[name]} in one forward but not in another; "
+                             "input_grams needs the same structure on every calibration batch")
+        if shared: return
+        x2 = x.detach().reshape(-1, x.shape[-1]).float()
+        if name not in grams: grams[name] = torch.zeros(x2.shape[1], x2.shape[1], device=x2.device)
+        grams[name].addmm_(x2.T, x2)
+        last[0], last[1] = weakref.ref(x), name
+    return {n: grams[owner[n]] for n in observe_inputs(model, calibrate, add, match)}

@@ -322,11 +322,9 @@ def requantize(self:QLinear,
                          "re-quantize it without a hessian, or keep the merged weight dense")
     if not isinstance(linear, nn.Linear): raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
     W = linear.weight.detach()
-    kw = dict(nbits=self.nbits, group_size=self.group_size, compute_dtype=cd or (W.dtype if W.dtype != torch.float64 else torch.float32))
-    W32, H = W.float(), quant._check_gram(hessian, self.in_features).to(W.device, torch.float32)
-    fits = [quant.quantize_calibrated(W32, H, grid=self._own_grid(W32), **kw), quant.quantize_calibrated(W32, H, **kw)]
-    err = [quant.calibrated_error(W32, quant.dequantize(*f, torch.float32), H) for f in fits]
-    W_q, meta = fits[0] if err[0] <= err[1] else fits[1]
+    W_q, meta = quant.quantize_calibrated(W.float(), hessian, nbits=self.nbits, group_size=self.group_size,
+                                          compute_dtype=cd or (W.dtype if W.dtype != torch.float64 else torch.float32),
+                                          grid=[self._own_grid(W.float()), None])   # this layer's grid, or fresh ranges
     return QLinear(W_q, meta, linear.bias)
 
 @patch

@@ -106,13 +106,16 @@ def quantize(
     else:
         _check_opt_params(opt_params)  # type only: round-to-nearest has no options
         with _cpu_one_thread(W): q = (Wg * inv + zero).round_().clamp_(0, qmax)
-    packing = PACKING[nbits]
     with _cpu_one_thread(W):
-        meta = {'nbits': nbits, 'group_size': group_size, 'shape': W.shape, 'scale': inv.reciprocal(), 'zero': zero,
-                'axis': axis, 'packing': packing if bitpack else None, 'unpack_view_dtype': UNPACK_VIEW_DTYPE[packing],
-                'view_as_float': False, 'compute_dtype': compute_dtype, 'channel_wise': channel_wise}
-        W_q = pack(q.to(torch.uint8), PACKING_NBITS[packing], pad=True) if bitpack else q.to(W.dtype)
-    return W_q, meta
+        return _as_hqq(q, inv.reciprocal(), zero, nbits, group_size, W.shape, axis, compute_dtype, channel_wise, bitpack, W.dtype)
+
+def _as_hqq(q, scale, zero, nbits, group_size, shape, axis, compute_dtype, channel_wise=True, bitpack=True, dtype=None)->tuple:
+    "Grouped codes with their scale and zero as hqq's (W_q, meta): packed, or (not `bitpack`) the codes in `dtype`."
+    packing = PACKING[nbits]
+    meta = {'nbits': nbits, 'group_size': group_size, 'shape': shape, 'scale': scale, 'zero': zero,
+            'axis': axis, 'packing': packing if bitpack else None, 'unpack_view_dtype': UNPACK_VIEW_DTYPE[packing],
+            'view_as_float': False, 'compute_dtype': compute_dtype, 'channel_wise': channel_wise}
+    return (pack(q.to(torch.uint8), PACKING_NBITS[packing], pad=True) if bitpack else q.to(dtype)), meta
 
 # %% ../nbs/03_quant.ipynb #a1c99004
 META_KEYS = ('nbits', 'group_size', 'shape', 'scale', 'zero', 'axis', 'packing')  # keys `dequantize` needs
@@ -200,8 +203,8 @@ def calibrated_error(
     H:Tensor,      # Gram matrix X^T X of the inputs [K, K]
 )->float:          # ||X (W - W_hat)^T||^2 = tr((W - W_hat) H (W - W_hat)^T)
     "The squared output error of `W_hat` on the inputs whose Gram matrix is `H` (what `quantize_calibrated` lowers)."
-    E = (W.float() - W_hat.float())
-    return float(((E @ H.float()) * E).sum())
+    E = W.float() - W_hat.float()
+    return float(((E @ H.to(E.device, torch.float32)) * E).sum())
 
 def _upper_inverse_factor(H:Tensor, damp:float)->Tensor:
     "Upper Cholesky factor U of (H + damp * mean(diag H) * I)^-1 (float64 inside), with unused inputs given a unit diagonal."
@@ -213,6 +216,41 @@ def _upper_inverse_factor(H:Tensor, damp:float)->Tensor:
     L = torch.linalg.cholesky(H)
     return torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True).float()
 
+def _check_grid(grid, N:int, K:int, g:int)->tuple:
+    "A (scale, zero) pair of hqq-shaped [N*K/g, 1] tensors as float32 [N, K/g] each."
+    if not isinstance(grid, (tuple, list)) or len(grid) != 2:
+        raise TypeError(f"a grid must be a (scale, zero) pair, got {type(grid).__name__}")
+    s, z = (check_tensor(t, n, finite=True).float().reshape(-1) for t, n in zip(grid, ('grid scale', 'grid zero')))
+    if s.numel() != N * K // g or z.numel() != N * K // g:
+        raise ValueError(f"grid must be (scale, zero) with {N * K // g} groups each (hqq's [N*K/g, 1]), got {s.numel()} and {z.numel()}")
+    return s.reshape(N, K // g), z.reshape(N, K // g)
+
+def _gptq_codes(W:Tensor, U:Tensor, nbits:int, g:int, block:int, grid:tuple=None)->tuple:
+    "Codes [N, K] of W chosen column by column, each error pushed on through U; with scale and zero [N, K/g] (`grid`'s, or min/max)."
+    N, K = W.shape
+    qmax = 2**nbits - 1
+    W = W.float().clone()
+    q = torch.empty(N, K, dtype=torch.uint8, device=W.device)
+    scale_all = torch.empty(N, K // g, device=W.device); zero_all = torch.empty_like(scale_all)
+    for b0 in range(0, K, block):
+        b1 = min(b0 + block, K)
+        Wb, E = W[:, b0:b1], torch.empty(N, b1 - b0, device=W.device)
+        for i in range(b1 - b0):
+            k = b0 + i
+            if k % g == 0:                       # a new group: the grid's, or the range of its columns as they are now
+                if grid is not None: scale, zero = grid[0][:, k // g], grid[1][:, k // g]; inv = scale.reciprocal()
+                else:
+                    inv, zero = minmax_params(Wb[:, i:i + g], nbits, axis=1)
+                    inv, zero, scale = inv[:, 0], zero[:, 0], inv[:, 0].reciprocal()
+                scale_all[:, k // g], zero_all[:, k // g] = scale, zero
+            w = Wb[:, i]
+            c = (w * inv + zero).round_().clamp_(0, qmax)
+            q[:, k] = c.to(torch.uint8)
+            E[:, i] = (w - (c - zero) * scale) / U[k, k]
+            Wb[:, i + 1:] -= E[:, i:i + 1] * U[k, k + 1:b1]
+        W[:, b1:] -= E @ U[b0:b1, b1:]
+    return q, scale_all, zero_all
+
 def quantize_calibrated(
     W:Tensor,            # 2-D float weight [out_features, in_features]
     H:Tensor,            # [in_features, in_features] Gram matrix X^T X of calibration inputs X [tokens, in_features]
@@ -221,7 +259,8 @@ def quantize_calibrated(
     compute_dtype=None,  # dtype `dequantize` returns by default (float16 when None, as in `quantize`)
     damp:float=0.01,     # added to H's diagonal, as a fraction of its mean (keeps H invertible)
     block:int=128,       # columns rounded before the rest are updated (rounded up to a multiple of group_size)
-    grid:tuple=None,     # optional (scale, zero), hqq-shaped [N*K/g, 1]: round onto this grid instead of each group's min/max
+    grid=None,           # None: each group's min/max as it starts; (scale, zero) hqq-shaped [N*K/g, 1]: that grid;
+                         # a list of those: each tried, the one with the lowest `calibrated_error` kept
 )->tuple:                # (W_q, meta) in hqq's format, axis=1, as `quantize` returns them
     "Quantize `W` to keep X W^T for inputs with X^T X = H: codes chosen column by column, each error pushed onto later columns (GPTQ)."
     check_tensor(W, 'W', ndim=2, dtypes=_W_DTYPES, finite=True)
@@ -234,36 +273,13 @@ def quantize_calibrated(
         raise ValueError(f"damp={damp!r} must be a number >= 0 (a fraction of H's mean diagonal)")
     block = -(-check_int(block, 'block') // g) * g
     compute_dtype = torch.float16 if compute_dtype is None else check_float_dtype(compute_dtype, 'compute_dtype')
-    qmax = 2**nbits - 1
-    if grid is not None:
-        gs, gz = (check_tensor(t, n, finite=True).to(W.device, torch.float32).reshape(-1) for t, n in zip(grid, ('grid scale', 'grid zero')))
-        if gs.numel() != N * K // g or gz.numel() != N * K // g:
-            raise ValueError(f"grid must be (scale, zero) with {N * K // g} groups each (hqq's [N*K/g, 1]), got {gs.numel()} and {gz.numel()}")
-        grid = (gs.reshape(N, K // g), gz.reshape(N, K // g))
-    U = _upper_inverse_factor(H.to(W.device), float(damp))
-    W = W.detach().float().clone()
-    q = torch.empty(N, K, dtype=torch.uint8, device=W.device)
-    scale_all = torch.empty(N, K // g, device=W.device); zero_all = torch.empty_like(scale_all)
-    for b0 in range(0, K, block):
-        b1 = min(b0 + block, K)
-        Wb, E = W[:, b0:b1], torch.empty(N, b1 - b0, device=W.device)
-        for i in range(b1 - b0):
-            k = b0 + i
-            if k % g == 0 and grid is not None:  # a new group on the given grid
-                scale, zero = grid[0][:, k // g], grid[1][:, k // g]
-                inv = scale.reciprocal()
-            elif k % g == 0:                     # a new group: its range from the columns as they are now
-                inv, zero = minmax_params(Wb[:, i:i + g], nbits, axis=1)
-                inv, zero, scale = inv[:, 0], zero[:, 0], inv[:, 0].reciprocal()
-            if k % g == 0: scale_all[:, k // g], zero_all[:, k // g] = scale, zero
-            w = Wb[:, i]
-            c = (w * inv + zero).round_().clamp_(0, qmax)
-            q[:, k] = c.to(torch.uint8)
-            E[:, i] = (w - (c - zero) * scale) / U[k, k]
-            Wb[:, i + 1:] -= E[:, i:i + 1] * U[k, k + 1:b1]
-        W[:, b1:] -= E @ U[b0:b1, b1:]
-    packing = PACKING[nbits]
-    meta = {'nbits': nbits, 'group_size': g, 'shape': torch.Size((N, K)), 'scale': scale_all.reshape(-1, 1),
-            'zero': zero_all.reshape(-1, 1), 'axis': 1, 'packing': packing, 'unpack_view_dtype': UNPACK_VIEW_DTYPE[packing],
-            'view_as_float': False, 'compute_dtype': compute_dtype, 'channel_wise': True}
-    return pack(q.reshape(-1, g), PACKING_NBITS[packing], pad=True), meta
+    grids = [None if c is None else tuple(t.to(W.device) for t in _check_grid(c, N, K, g)) for c in (grid if isinstance(grid, list) else [grid])]
+    U = _upper_inverse_factor(H.to(W.device), float(damp))       # one factor for every grid tried
+    best, best_err = None, None
+    for gr in grids:
+        q, s, z = _gptq_codes(W, U, nbits, g, block, gr)
+        err = None if len(grids) == 1 else calibrated_error(W, ((q.float().view(N, -1, g) - z[..., None]) * s[..., None]).view(N, K), H)
+        if best is None or err < best_err: best, best_err = (q, s, z), err
+    q, s, z = best
+    return _as_hqq(q.reshape(-1, g), s.reshape(-1, 1), z.reshape(-1, 1), nbits, g, torch.Size((N, K)), 1, compute_dtype)
+
