@@ -1,7 +1,7 @@
 """bench/dora_step.py: the QDoRA training step beside the anchors, side by side in one process.
 
     python bench/dora_step.py cpu   [--reps 5]    # writes bench/results/dora_step_cpu.md (+ .json)
-    python bench/dora_step.py gpu   [--reps 50]   # writes OUT/dora_step_gpu.md (+ .json); run by bench/gpu_check.sh
+    python bench/dora_step.py gpu   [--reps 5]    # writes OUT/dora_step_gpu.md (+ .json); run by bench/gpu_check.sh
     python bench/dora_step.py gpu --dry-run       # the GPU script's shapes shrunk, on the CPU (argument and path check)
 
 CPU (2-core machine like CI's; float32): one AdamW training step (forward, backward, update) of
@@ -19,8 +19,9 @@ floor of any exact step at LoRA's memory: dense LoRA's step plus the products x 
 layers whose output nothing else keeps), timed alone in the same loop on inputs of the step's shapes.
 GPU (bf16): forward + backward of one layer with x requiring grad, r = 16, for dense LoRA (peft), peft DoRA on the
 dense layer and on hqq 4-bit, ours on 4-bit and 3-bit QLinear, at 4096x4096 M=2048 and M=8192 and 11008x4096 M=8192
-(the shapes of ../shared/ANCHORS.md), CUDA events around each step after warm-up, medians, and the extra peak memory
-of a step (torch.cuda.max_memory_allocated above the level before it).
+(the shapes of ../shared/ANCHORS.md), timed as the anchors were (`triton.testing.do_bench`, median; one call per model
+per repetition, repetitions interleaved), and the extra peak memory of a step (torch.cuda.max_memory_allocated above
+the level before it). The log also gets a profile of one step of dense LoRA and of ours (where the time goes).
 """
 import argparse, copy, json, sys, time, weakref
 from pathlib import Path
@@ -43,7 +44,7 @@ def _peft():
 def linear_names(model): return [n for n, m in model.named_modules() if type(m) is nn.Linear]
 
 
-def peft_model(fp, r, use_dora, nbits=None, skip=(), dtype=torch.float32, device='cpu'):
+def peft_model(fp, r, use_dora, nbits=None, skip=(), dtype=torch.float32, device='cpu', fp32_adapters=True):
     "peft LoRA/DoRA (alpha = 2r) on a copy of `fp`, optionally with every linear layer (but `skip`) replaced by HQQLinear."
     peft, HQQLinear, BQC = _peft()
     m = copy.deepcopy(fp)
@@ -55,7 +56,7 @@ def peft_model(fp, r, use_dora, nbits=None, skip=(), dtype=torch.float32, device
             setattr(m.get_submodule(parent) if parent else m, child, h)
     cfg = peft.LoraConfig(r=r, lora_alpha=2 * r, target_modules=sorted({n.rsplit('.', 1)[-1] for n in names}),
                           use_dora=use_dora, lora_dropout=0.0)
-    return peft.get_peft_model(m, cfg)
+    return peft.get_peft_model(m, cfg, autocast_adapter_dtype=fp32_adapters)   # peft's default: float32 adapters
 
 
 def ours(fp, r, nbits, skip=None, recompute='auto'):
@@ -179,6 +180,63 @@ def cpu(a):
     return rows
 
 
+def bench_ms(fn, dry_run):
+    "Median ms of `fn`: triton's do_bench where present (as the anchors were measured: L2 flushed, no sync between calls)."
+    if dry_run:
+        t0 = time.perf_counter(); fn(); return (time.perf_counter() - t0) * 1e3
+    try: from triton.testing import do_bench
+    except ImportError: do_bench = None
+    if do_bench is not None: return do_bench(fn, warmup=10, rep=60, return_mode='median')
+    ts = []
+    for _ in range(20):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record(); fn(); e1.record(); e1.synchronize(); ts.append(e0.elapsed_time(e1))
+    return median(ts)
+
+
+def capture(step, m):
+    "A CUDA graph of one `step(m)` (forward + backward), after warm-up on a side stream with the gradients cleared."
+    st = torch.cuda.Stream(); st.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(st):
+        for _ in range(3): step(m)
+    torch.cuda.current_stream().wait_stream(st); torch.cuda.synchronize()
+    for p in m.parameters(): p.grad = None             # allocated from the graph's pool, written by every replay
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g): step(m)
+    g.replay(); torch.cuda.synchronize()
+    return g
+
+
+def graph_ms(g, reps=20, trials=5):
+    "Median ms per replay of graph `g` (CUDA events around `reps` replays): the step's device time, no host overhead."
+    ts = []
+    for _ in range(trials):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        for _ in range(reps): g.replay()
+        e1.record(); e1.synchronize(); ts.append(e0.elapsed_time(e1) / reps)
+    return median(ts)
+
+
+def profile_step(step, m, label):
+    "Print the 15 costliest ops of one step of `m` (CPU and CUDA time): where a step's time goes."
+    from torch.profiler import profile, ProfilerActivity
+    for _ in range(3): step(m)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(5): step(m)
+        torch.cuda.synchronize()
+    print(f"--- profile of 5 steps: {label}")
+    print(prof.key_averages().table(sort_by='self_cuda_time_total', row_limit=15, max_name_column_width=60))
+    print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=12, max_name_column_width=60))
+
+
+# ../shared/ANCHORS.md, one H100, do_bench medians (ms): the same step of dense LoRA and peft's DoRA, measured by the lead
+ANCHOR_MS = {(4096, 4096, 2048): {'dense LoRA (peft)': 0.318, 'peft DoRA (dense)': 1.165, 'peft DoRA on hqq 4-bit': 1.392},
+             (4096, 4096, 8192): {'dense LoRA (peft)': 1.189, 'peft DoRA (dense)': 2.138, 'peft DoRA on hqq 4-bit': 2.602},
+             (11008, 4096, 8192): {'dense LoRA (peft)': 2.762, 'peft DoRA (dense)': 5.156, 'peft DoRA on hqq 4-bit': 6.395}}
+
+
 def gpu(a):
     dev = 'cpu' if a.dry_run else 'cuda'
     dt = torch.float32 if a.dry_run else torch.bfloat16
@@ -191,29 +249,47 @@ def gpu(a):
         x = torch.randn(M, K, device=dev, dtype=dt, requires_grad=True)
         g = torch.randn(M, N, device=dev, dtype=dt)
         models = {'dense LoRA (peft)': peft_model(lin, 16, False, dtype=dt, device=dev),
+                  'dense LoRA (peft), bf16 adapters': peft_model(lin, 16, False, dtype=dt, device=dev, fp32_adapters=False),
                   'peft DoRA (dense)': peft_model(lin, 16, True, dtype=dt, device=dev),
                   'peft DoRA on hqq 4-bit': peft_model(lin, 16, True, 4, dtype=dt, device=dev),
-                  'ours 4-bit': ours(lin, 16, 4).to(dev), 'ours 3-bit': ours(lin, 16, 3).to(dev)}
+                  'ours 4-bit': ours(lin, 16, 4).to(dev), 'ours 3-bit': ours(lin, 16, 3).to(dev),
+                  'ours 4-bit, recompute=False': ours(lin, 16, 4, recompute=False).to(dev)}
         for m in models.values():
             for p in m.parameters():
                 if p.requires_grad: p.data.normal_(0, 0.01)
         def step(m): m(x).backward(g); x.grad = None
-        times, peaks = {}, {}
-        for k, m in models.items():
-            for _ in range(3): step(m)
-            sync()
-            if not a.dry_run:
-                torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
-                step(m); sync(); peaks[k] = (torch.cuda.max_memory_allocated() - base) / 2**20
-        for r in range(a.reps):
+        times, peaks, graphs, why = {}, {}, {}, {}
+        if a.graphs and not a.dry_run:                 # each model's step captured once, replays timed in rounds
             for k, m in models.items():
-                if a.dry_run: t0 = time.perf_counter(); step(m); times.setdefault(k, []).append((time.perf_counter() - t0) * 1e3); continue
-                e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                e0.record(); step(m); e1.record(); sync(); times.setdefault(k, []).append(e0.elapsed_time(e1))
+                try: graphs[k] = capture(step, m)
+                except Exception as e:
+                    why[k] = f'{type(e).__name__}: {(str(e).splitlines() or [""])[0][:100]}'
+                    try: torch.cuda.synchronize()
+                    except Exception: pass
+            for r in range(a.reps):
+                for k in graphs: times.setdefault(k, []).append(graph_ms(graphs[k]))
+            for k in why: times[k] = [float('nan')]
+        else:
+            for k, m in models.items():
+                for _ in range(3): step(m)
+                sync()
+                if not a.dry_run:
+                    torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
+                    step(m); sync(); peaks[k] = (torch.cuda.max_memory_allocated() - base) / 2**20
+            for r in range(a.reps):  # rounds: every model once per round, so drift hits all alike
+                for k, m in models.items():
+                    times.setdefault(k, []).append(bench_ms(lambda m=m: step(m), a.dry_run))
         med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        if not a.dry_run and not a.graphs and M == shapes[0][2]:
+            for k in ('dense LoRA (peft)', 'ours 4-bit'):
+                try: profile_step(step, models[k], f'{k} {N}x{K} M={M}')
+                except Exception as e: print(f'profile of {k} failed: {type(e).__name__}: {e}')
         for k in models:
             rows.append({'layer (out x in)': f'{N}x{K}', 'M': M, 'model': k, 'fwd+bwd (ms)': med[k],
-                         '/ dense LoRA': med[k] / med['dense LoRA (peft)'], 'extra peak (MiB)': peaks.get(k)})
+                         'anchor (ms)': ANCHOR_MS.get((N, K, M), {}).get(k),
+                         '/ dense LoRA': med[k] / med['dense LoRA (peft)'],
+                         '/ LoRA bf16 adapters': med[k] / med['dense LoRA (peft), bf16 adapters'],
+                         **({'not captured': why.get(k, '')} if a.graphs else {'extra peak (MiB)': peaks.get(k)})})
             print(rows[-1], flush=True)
     return rows
 
@@ -223,23 +299,28 @@ def main(argv=None):
     p.add_argument('device', choices=['cpu', 'gpu'])
     p.add_argument('--reps', type=int, default=None)
     p.add_argument('--dry-run', action='store_true')
+    p.add_argument('--graphs', action='store_true', help='GPU: time each step captured in a CUDA graph (device time only)')
     p.add_argument('--skip-lm', action='store_true', help='CPU: leave out the SmolLM2 rows')
     p.add_argument('--out', default=None, help='folder for the results (default bench/results)')
     a = p.parse_args(argv)
-    if a.reps is None: a.reps = 5 if a.device == 'cpu' else 30
+    if a.reps is None: a.reps = 5 if a.device == 'cpu' else 5
     if a.dry_run: a.reps = 2
     t0 = time.time()
     rows = cpu(a) if a.device == 'cpu' else gpu(a)
     from tabulate import tabulate
     dev = (f"CPU ({torch.get_num_threads()} threads), float32" if a.device == 'cpu' or a.dry_run else
            f"{torch.cuda.get_device_name()}, bfloat16")
-    md = (f"# QDoRA training step beside the anchors ({a.device}{', dry run' if a.dry_run else ''})\n\n"
-          f"`python bench/dora_step.py {a.device}` on {dev}; {a.reps} interleaved repetitions; "
-          + ("median step, ratios as medians of the per-repetition ratios (SmolLM2: half as many repetitions)"
-             if a.device == 'cpu' else "medians, ratios of the medians") + f"; {time.time() - t0:.0f} s in all.\n\n"
+    how = ("median step, ratios as medians of the per-repetition ratios (SmolLM2: half as many repetitions)"
+           if a.device == 'cpu' else
+           "each step captured once in a CUDA graph (forward + backward; the device's time alone, no launch or Python "
+           "overhead), each repetition the median of 5 x 20 replays per model; medians of the repetitions" if a.graphs else "each repetition one `triton.testing.do_bench` median per model (as ANCHORS.md was "
+             "measured: L2 flushed before each call, no sync between calls); medians of the repetitions, ratios of the medians")
+    md = (f"# QDoRA training step beside the anchors ({a.device}{', CUDA graphs' if a.graphs else ''}{', dry run' if a.dry_run else ''})\n\n"
+          f"`python bench/dora_step.py {a.device}{' --graphs' if a.graphs else ''}` on {dev}; {a.reps} interleaved repetitions; "
+          + how + f"; {time.time() - t0:.0f} s in all.\n\n"
           + tabulate(rows, headers='keys', tablefmt='github', floatfmt='.3f') + '\n')
     out = Path(a.out or ROOT/'bench'/'results'); out.mkdir(parents=True, exist_ok=True)
-    stem = out/f"dora_step_{a.device}{'_dry' if a.dry_run else ''}"
+    stem = out/f"dora_step_{a.device}{'_graphs' if a.graphs else ''}{'_dry' if a.dry_run else ''}"
     stem.with_suffix('.md').write_text(md); stem.with_suffix('.json').write_text(json.dumps(rows, indent=1))
     print(md)
 

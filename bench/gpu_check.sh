@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/gpu_check.sh OUTDIR: issue 11's one GPU check, under 8 minutes on one H100. Run from anywhere.
+# bench/gpu_check.sh OUTDIR: issue 11's one GPU check, under 8 minutes on one H100 (220 s on 2026-11-27, before stage 5
+# and the extra training-step rows were added). Run from anywhere.
 #
 #   1. install the wheelhouse in .whl/ (nbdev, fastcore, hqq, torchao for Python 3.12; built on a CPU machine by
 #      ../shared/offline-gpu/make-wheels .whl) into /tmp/site, and put the checkout on PYTHONPATH;
@@ -7,9 +8,11 @@
 #      (QL_TEST_FLAGS=cuda, i.e. nbdev-test --flags cuda), and bench/sanitize_kernels.py without a sanitizer
 #      (every kernel variant on small shapes, checked; it also fills CuPy's kernel cache);
 #   3. alone on the GPU: bench/kernels.py, the side-by-side benchmark -> OUTDIR/kernels.{json,md}, and
-#      bench/dora_step.py gpu, the training step beside dense LoRA and peft (issue 12) -> OUTDIR/dora_step_gpu.{json,md};
+#      bench/dora_step.py gpu, the training step beside dense LoRA and peft (issue 12) -> OUTDIR/dora_step_gpu.{json,md},
+#      and the same steps captured in CUDA graphs (--graphs: device time alone) -> OUTDIR/dora_step_gpu_graphs.{json,md};
 #   4. compute-sanitizer memcheck over every variant, racecheck over the shared-memory kernels (the matmuls, the
-#      mixed-bit dequantize).
+#      mixed-bit dequantize);
+#   5. Nsight Compute (ncu) over the kernels that miss their targets (bench/profile_kernels.py), into the log.
 #
 # Each stage has a time limit and a share of a global deadline; a failed or timed-out stage is recorded and the
 # next one still runs. OUTDIR/summary.md is rewritten after every stage; all output goes to OUTDIR/gpu_check.log.
@@ -21,7 +24,7 @@ if [ "${1:-}" = "--dry-run" ]; then dry=1; shift; fi
 out=${1:?usage: bench/gpu_check.sh [--dry-run] OUTDIR}
 mkdir -p "$out"; out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.."
-log="$out/gpu_check.log"; summary="$out/summary.md"
+log="$out/gpu_check.log"; summary="$out/summary.md"; envf=$(mktemp)   # env kept out of OUTDIR (8 files come back)
 : >"$log"
 t_start=$SECONDS
 deadline=${QL_GPU_CHECK_SECONDS:-460}   # whole script, seconds
@@ -34,7 +37,7 @@ write_summary() {
     echo "Host: $(hostname); started $(date -u -d @$(( $(date +%s) - SECONDS + t_start )) '+%Y-%m-%d %H:%M:%S UTC' 2>/dev/null); elapsed $((SECONDS - t_start)) s of ${deadline} s."
     echo
     echo '```'
-    cat "$out/env.txt" 2>/dev/null
+    cat "$envf" 2>/dev/null
     echo '```'
     echo
     echo "| stage | result | seconds |"
@@ -72,7 +75,7 @@ stage() {
   python3 -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'gpu', torch.cuda.is_available() and torch.cuda.get_device_name())" 2>&1
   python3 -c "import cupy; print('cupy', cupy.__version__)" 2>&1 | tail -1
   echo "compute-sanitizer: $(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1 || echo none)"
-} >"$out/env.txt" 2>&1
+} >"$envf" 2>&1
 write_summary
 
 # ---- 1. install ----
@@ -86,13 +89,6 @@ export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PATH="$site/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 
-if [ $dry -eq 1 ]; then
-  stage "dry run: bash -n" 10 bash -n "$0"
-  stage "dry run: sanitize_kernels.py" 120 python3 bench/sanitize_kernels.py --dry-run
-  stage "dry run: kernels.py" 120 python3 bench/kernels.py --dry-run --out "$out"
-  stage "dry run: dora_step.py gpu" 180 python3 bench/dora_step.py gpu --dry-run --out "$out"
-  write_summary; cat "$summary"; exit 0
-fi
 
 # ---- 2. tests, in parallel (correctness only: timings come later, alone) ----
 nbtest() {  # one chapter's cuda cells, its own log, a PASS/FAIL line
@@ -113,11 +109,25 @@ tests() {
   echo "notebooks: $p passed, $f2 failed; sanitize_kernels.py rc $src"
   [ "$f2" -eq 0 ] && [ $src -eq 0 ]
 }
-stage "cuda cells (05, 08, 09, 10, 12) + every kernel variant checked" 150 tests
+if [ $dry -eq 1 ]; then
+  stage "dry run: bash -n" 10 bash -n "$0"
+  export -f tests nbtest; export out
+  stage "dry run: the test stage's functions reach a child bash" 10 bash -c 'declare -F tests nbtest && [ -n "$out" ]' 
+  stage "dry run: sanitize_kernels.py" 120 python3 bench/sanitize_kernels.py --dry-run
+  stage "dry run: kernels.py" 120 python3 bench/kernels.py --dry-run --out "$out"
+  stage "dry run: dora_step.py gpu" 180 python3 bench/dora_step.py gpu --dry-run --out "$out"
+  stage "dry run: dora_step.py gpu --graphs" 180 python3 bench/dora_step.py gpu --graphs --dry-run --out "$out"
+  stage "dry run: profile_kernels.py" 60 python3 bench/profile_kernels.py --dry-run
+  write_summary; cat "$summary"; exit 0
+fi
+
+export -f tests nbtest; export out   # `timeout` runs programs, not shell functions: a child bash runs them
+stage "cuda cells (05, 08, 09, 10, 12) + every kernel variant checked" 150 bash -c tests
 
 # ---- 3. the benchmarks, alone on the GPU ----
 stage "benchmark bench/kernels.py" 170 python3 bench/kernels.py --out "$out"
 stage "benchmark bench/dora_step.py gpu (issue 12)" 100 python3 bench/dora_step.py gpu --out "$out"
+stage "benchmark bench/dora_step.py gpu --graphs (device time of each step)" 80 python3 bench/dora_step.py gpu --graphs --out "$out"
 
 # ---- 4. compute-sanitizer ----
 if [ -n "$sanitizer" ]; then
@@ -127,6 +137,16 @@ if [ -n "$sanitizer" ]; then
   unset PYTORCH_NO_CUDA_MEMORY_CACHING
 else
   rows+=("| compute-sanitizer | skipped (not found) | 0 |")
+fi
+
+# ---- 5. Nsight Compute on the kernels that miss their targets (what limits them: achieved bandwidth, occupancy, stalls) ----
+ncu_bin=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+if [ -n "$ncu_bin" ]; then
+  stage "ncu over the kernels that miss their targets (bench/profile_kernels.py)" 100 "$ncu_bin" --kernel-name regex:ql_ \
+    --launch-count 40 --section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+    --section WarpStateStats python3 bench/profile_kernels.py
+else
+  rows+=("| ncu | skipped (not found) | 0 |")
 fi
 
 write_summary

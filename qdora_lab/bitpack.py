@@ -119,7 +119,10 @@ def unpack(
         if in_place:
             torch.bitwise_right_shift(src, s, out=dst)
             dst &= mask
-        else: torch.bitwise_and(torch.bitwise_right_shift(src, s, out=tmp[:m]), mask, out=dst)
+        else:  # integer ops in an integer scratch: CUDA has no bitwise ops with a float output
+            t = torch.bitwise_right_shift(src, s, out=tmp[:m])
+            t &= mask
+            dst.copy_(t)
     return out
 
 # %% ../nbs/01_bitpack.ipynb #ea17fadd

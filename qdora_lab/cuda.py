@@ -14,7 +14,7 @@ __all__ = ['CTYPES', 'ACT_DTYPES', 'MAX_M', 'MB_MAX_M', 'MB_DEQ_SMEM', 'MB_KC', 
            'kernel_instances']
 
 # %% ../nbs/05_kernels.ipynb #002imports
-import functools, hashlib, re
+import functools, hashlib, re, warnings
 from typing import NamedTuple
 import numpy as np
 import torch
@@ -93,7 +93,10 @@ def launch(
     cp = _cupy()
     h = torch.cuda.current_stream(device).cuda_stream
     st = _STREAMS.get((device, h))
-    if st is None: st = _STREAMS[(device, h)] = cp.cuda.ExternalStream(h, device)
+    if st is None:
+        with warnings.catch_warnings():   # CuPy 14 deprecates ExternalStream (kept, and it is the stream-handle form)
+            warnings.simplefilter('ignore', DeprecationWarning)
+            st = _STREAMS[(device, h)] = cp.cuda.ExternalStream(h, device)
     with cp.cuda.Device(device), st:
         kernel(grid, block, args, shared_mem=shared_mem)
 

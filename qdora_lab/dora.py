@@ -74,17 +74,22 @@ def _column_dots(
     y:Tensor,             # [M, out] saved output
     bias:Tensor|None,     # [out] subtracted from y first, or None
     dtype:torch.dtype,    # accumulation dtype (the norm's)
-    rows:int=1024,        # rows per slice: bounds the temporary at [rows, out]
+    rows:int=1024,        # rows per slice (low precision: at least 2**22 elements per slice): bounds the temporary
 )->tuple:                 # ([out] sum over M of g * (y - bias), [out] sum over M of g when bias is given and it came free)
     "Column-wise dot products of g and y - bias: one pass (`cpu.column_dots`), or slice by slice (a bounded temporary)."
     if g.dtype != dtype:                           # bf16/fp16: y - b first (b sum g would cancel in low precision)
-        out = torch.zeros(g.shape[1], dtype=dtype, device=g.device)
-        for gs, ys in zip(g.split(rows), y.split(rows)):
-            out += (gs.to(dtype) * (ys if bias is None else ys - bias).to(dtype)).sum(0)
+        rows, out = max(rows, (1 << 22) // max(g.shape[1], 1)), None   # few slices: each costs a few launches
+        for gs, ys in zip(g.split(rows), y.split(rows)):   # g cast once; the mixed product is formed in `dtype`
+            d = (gs.to(dtype) * (ys if bias is None else ys - bias)).sum(0)
+            out = d if out is None else out.add_(d)
         return out, None
     out, gsum = column_dots(g, y, with_sum=bias is not None, rows=rows)       # float32/64: with sum_M g in the same pass
     if bias is not None: out -= bias * gsum                                   # b sum g once (no [M, out] y - b)
     return out, gsum
+
+def _host_read_is_free(t:Tensor)->bool:
+    "True where reading a value of `t` on the host waits for no device (the CPU); on a GPU it drains the launch queue."
+    return t.device.type == 'cpu'
 
 def _guard_rows(c:Tensor, m:Tensor, dtype:torch.dtype)->Tensor:
     "Rows whose P cannot be read back from c*P (the output, or x (c W)^T): c so small that c*P underflows in `dtype`, or m = 0."
@@ -134,10 +139,14 @@ class DoRAFunction(torch.autograd.Function):
         cg = c.to(g.dtype)
         gx = gA = gB = gm = gbias = None
         need_W = nx or (nm and ctx.recompute)
+        W, exact = None, ctx.recompute and not _host_read_is_free(g)   # exact: x W^T from the unscaled W, no guard
         if need_W:
             if _fused(base, g):                        # small M: kernels (the only [M, out] pass is tiny)
-                W = None
+                exact = ctx.recompute
                 if nx: gx = base.matmul_t(g * cg)
+            elif exact:                                # one rebuild of W, for (g c) W and x W^T
+                W = _transient(base, g)
+                if nx: gx = (g * cg) @ W
             else:                                      # one rebuild of c W, the scale applied as it is written,
                 W = _transient(base, g, row_scale=c)   # for g (c W) and, recomputing, for x (c W)^T = c (x W^T)
                 if nx: gx = g @ W
@@ -153,8 +162,9 @@ class DoRAFunction(torch.autograd.Function):
         if nB: gB = G * (s * cg)[:, None]
         if nm:
             nd = n.dtype
-            if ctx.recompute and W is None:            # small M: x W^T from the kernel
-                gm = (_column_dots(g, base.matmul(x), None, nd)[0] + s * (B.to(nd) * G.to(nd)).sum(1)) / n
+            if exact:                                  # P = x W^T + s u B^T recomputed exactly: no division, no guard
+                xW, W = (base.matmul(x) if W is None else x @ W.T), None   # W freed before the reduction's temporaries
+                gm = (_column_dots(g, xW, None, nd)[0] + s * (B.to(nd) * G.to(nd)).sum(1)) / n
             else:                                      # sum_M g P / n = sum_M g (c P) / m, c P from x (c W)^T or y - b
                 if ctx.recompute:
                     gm = _column_dots(g, x @ W.T, None, nd)[0] / m.to(nd) + s * (B.to(nd) * G.to(nd)).sum(1) / n
@@ -162,7 +172,7 @@ class DoRAFunction(torch.autograd.Function):
                     gm, gsum = _column_dots(g, y, bias, nd)
                     if gsum is not None and nb: gbias = gsum              # the bias gradient came with it
                     gm = gm / m.to(nd)
-                guard = float(c.abs().amin()) < math.sqrt(torch.finfo(x.dtype).tiny)   # one cheap test first
+                guard = float(c.abs().amin()) < math.sqrt(torch.finfo(x.dtype).tiny)   # one cheap test first (a host sync)
                 rows = _guard_rows(c, m, x.dtype) if guard else ()
                 if len(rows):                          # P of those rows, exactly: x W_r^T + s u B_r^T
                     Wr = base.dequantize(x.dtype)[rows]
