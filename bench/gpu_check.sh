@@ -2,8 +2,8 @@
 # bench/gpu_check.sh OUTDIR: issue 11's one GPU check, under 8 minutes on one H100 (220 s on 2026-11-27, before stage 5
 # and the extra training-step rows were added). Run from anywhere.
 #
-#   1. install the wheelhouse in .whl/ (nbdev, fastcore, hqq, torchao for Python 3.12; built on a CPU machine by
-#      ../shared/offline-gpu/make-wheels .whl) into /tmp/site, and put the checkout on PYTHONPATH;
+#   1. install the wheelhouse in .whl/ (nbdev, fastcore, hqq and its termcolor, torchao for Python 3.12; built on a CPU
+#      machine by bench/make_gpu_wheels.sh .whl) into /tmp/site, and put the checkout on PYTHONPATH;
 #   2. in parallel: the `#| cuda` cells of the kernel (05), linear (08), mixed-bit (09), tinygemm (10) and dora (12) chapters
 #      (QL_TEST_FLAGS=cuda, i.e. nbdev-test --flags cuda), and bench/sanitize_kernels.py without a sanitizer
 #      (every kernel variant on small shapes, checked; it also fills CuPy's kernel cache);

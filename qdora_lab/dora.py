@@ -91,6 +91,18 @@ def _host_read_is_free(t:Tensor)->bool:
     "True where reading a value of `t` on the host waits for no device (the CPU); on a GPU it drains the launch queue."
     return t.device.type == 'cpu'
 
+class _HostRead:
+    "A device scalar copied to pinned host memory without waiting: `value()` is the number once the copy has landed, else None."
+    def __init__(self, t:Tensor):
+        self.buf = None
+        if torch.cuda.is_current_stream_capturing(): return     # in a graph the value is never known at capture time
+        self.buf = torch.empty((), dtype=t.dtype, pin_memory=True)
+        self.buf.copy_(t, non_blocking=True)
+        self.done = torch.cuda.Event(); self.done.record()
+    def value(self):
+        if self.buf is None or torch.cuda.is_current_stream_capturing() or not self.done.query(): return None
+        return float(self.buf)
+
 def _guard_rows(c:Tensor, m:Tensor, dtype:torch.dtype)->Tensor:
     "Rows whose P cannot be read back from c*P (the output, or x (c W)^T): c so small that c*P underflows in `dtype`, or m = 0."
     return ((c.abs() < math.sqrt(torch.finfo(dtype).tiny)) | (m == 0)).nonzero().flatten()
@@ -126,6 +138,7 @@ class DoRAFunction(torch.autograd.Function):
         if bias is not None: y.add_(bias)
         ctx.base, ctx.s, ctx.p, ctx.recompute, ctx.has_bias = base, s, p, recompute, bias is not None
         keep_y = ctx.needs_input_grad[3] and not recompute
+        ctx.c_min = None if _host_read_is_free(x) or not keep_y else _HostRead(c.abs().amin())   # for the guard, unawaited
         ctx.save_for_backward(x, mask, u, A, B, m, n, c, bias, y if keep_y else None)
         ctx.mark_non_differentiable(n)
         return y, n
@@ -138,11 +151,15 @@ class DoRAFunction(torch.autograd.Function):
         nx, nA, nB, nm, nb = ctx.needs_input_grad[:5]
         cg = c.to(g.dtype)
         gx = gA = gB = gm = gbias = None
-        need_W = nx or (nm and ctx.recompute)
-        W, exact = None, ctx.recompute and not _host_read_is_free(g)   # exact: x W^T from the unscaled W, no guard
+        tiny = math.sqrt(torch.finfo(x.dtype).tiny)   # |c| below it: c P may underflow, P cannot be read back
+        if ctx.recompute: exact = not _host_read_is_free(g)                # exact: x W^T from the unscaled W, no guard
+        elif ctx.c_min is None: exact = False                             # the CPU reads min |c| itself, for free
+        else: v = ctx.c_min.value(); exact = nm and (v is None or v < tiny)   # GPU: the forward's copy if it has landed
+        need_W = nx or (nm and (ctx.recompute or exact))
+        W = None
         if need_W:
             if _fused(base, g):                        # small M: kernels (the only [M, out] pass is tiny)
-                exact = ctx.recompute
+                exact = exact or ctx.recompute
                 if nx: gx = base.matmul_t(g * cg)
             elif exact:                                # one rebuild of W, for (g c) W and x W^T
                 W = _transient(base, g)
@@ -158,7 +175,7 @@ class DoRAFunction(torch.autograd.Function):
             if nA:
                 xd = x if mask is None else x * mask * (1/(1-p))
                 gA = (gcB.T @ xd).mul_(s)
-        if nB or (nm and ctx.recompute): G = g.T @ u   # [out, r]
+        if nB or (nm and (ctx.recompute or exact)): G = g.T @ u   # [out, r]
         if nB: gB = G * (s * cg)[:, None]
         if nm:
             nd = n.dtype
@@ -172,7 +189,7 @@ class DoRAFunction(torch.autograd.Function):
                     gm, gsum = _column_dots(g, y, bias, nd)
                     if gsum is not None and nb: gbias = gsum              # the bias gradient came with it
                     gm = gm / m.to(nd)
-                guard = float(c.abs().amin()) < math.sqrt(torch.finfo(x.dtype).tiny)   # one cheap test first (a host sync)
+                guard = ctx.c_min is None and float(c.abs().amin()) < tiny   # the CPU's test (the GPU's was in `exact`)
                 rows = _guard_rows(c, m, x.dtype) if guard else ()
                 if len(rows):                          # P of those rows, exactly: x W_r^T + s u B_r^T
                     Wr = base.dequantize(x.dtype)[rows]
