@@ -95,10 +95,13 @@ class _HostRead:
     "A device scalar copied to pinned host memory without waiting: `value()` is the number once the copy has landed, else None."
     def __init__(self, t:Tensor):
         self.buf = None
-        if torch.cuda.is_current_stream_capturing(): return     # in a graph the value is never known at capture time
-        self.buf = torch.empty((), dtype=t.dtype, pin_memory=True)
-        self.buf.copy_(t, non_blocking=True)
-        self.done = torch.cuda.Event(); self.done.record()
+        try:
+            if torch.cuda.is_current_stream_capturing(): return  # in a graph the value is never known at capture time
+            buf = torch.empty((), dtype=t.dtype, pin_memory=True)
+            buf.copy_(t, non_blocking=True)
+            self.done = torch.cuda.Event(); self.done.record(torch.cuda.current_stream(t.device))   # the copy's stream
+            self.buf = buf
+        except RuntimeError: pass                               # no CUDA or pinned memory: value() stays None (exact branch)
     def value(self):
         if self.buf is None or torch.cuda.is_current_stream_capturing() or not self.done.query(): return None
         return float(self.buf)
