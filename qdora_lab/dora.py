@@ -155,14 +155,15 @@ class DoRAFunction(torch.autograd.Function):
         cg = c.to(g.dtype)
         gx = gA = gB = gm = gbias = None
         tiny = math.sqrt(torch.finfo(x.dtype).tiny)   # |c| below it: c P may underflow, P cannot be read back
-        if ctx.recompute: exact = not _host_read_is_free(g)                # exact: x W^T from the unscaled W, no guard
-        elif ctx.c_min is None: exact = False                             # the CPU reads min |c| itself, for free
+        fused = _fused(base, g)                        # small M: kernels, no dense W (the only [M, out] pass is tiny)
+        # exact: P recomputed as x W^T (kernel or unscaled W), no division by m, no guard
+        if ctx.recompute: exact = fused or not _host_read_is_free(g)        # the CPU's W-rebuild branch reads the guard for free
+        elif ctx.c_min is None: exact = False                               # the CPU reads min |c| itself, for free
         else: v = ctx.c_min.value(); exact = nm and (v is None or v < tiny)   # GPU: the forward's copy if it has landed
         need_W = nx or (nm and (ctx.recompute or exact))
         W = None
         if need_W:
-            if _fused(base, g):                        # small M: kernels (the only [M, out] pass is tiny)
-                exact = exact or ctx.recompute
+            if fused:
                 if nx: gx = base.matmul_t(g * cg)
             elif exact:                                # one rebuild of W, for (g c) W and x W^T
                 W = _transient(base, g)
@@ -360,7 +361,8 @@ def merge(self:QDoRALinear,
     if base.bias is not None: lin.bias.copy_(base.bias)
     lin.requires_grad_(False)
     if isinstance(base, DenseLinear): return lin
-    return base.requantize(lin, optimize=optimize) if hessian is None else base.requantize(lin, optimize=optimize, hessian=hessian)
+    if hessian is None: return base.requantize(lin, optimize=optimize)   # (a layer written before `hessian` joined the contract still merges)
+    return base.requantize(lin, optimize=optimize, hessian=hessian)
 
 # %% ../nbs/12_dora.ipynb #res_code
 INIT_MODES = ('default', 'residual')  # B = 0 (peft's), or the rank-r fit of the quantization residual

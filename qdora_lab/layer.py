@@ -10,7 +10,7 @@ __all__ = ['KERNEL_MAX_M', 'PLAN_DTYPES', 'LAYER_FORMATS', 'CONV1D_NAMES', 'QUAN
            'observe_inputs', 'channel_energy', 'input_grams']
 
 # %% ../nbs/07_layer.ipynb #a0c1e003
-import inspect, json, os
+import inspect, json, os, weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -511,8 +511,6 @@ def channel_energy(
     return {n: energy[n].cpu() for n in observe_inputs(model, calibrate, add, match)}
 
 # %% ../nbs/07_layer.ipynb #30036208
-import weakref
-
 def input_grams(
     model:nn.Module, # the model to observe
     calibrate,       # function(model): runs the model on calibration inputs (under no_grad)
