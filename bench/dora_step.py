@@ -21,7 +21,8 @@ GPU (bf16): forward + backward of one layer with x requiring grad, r = 16, for d
 dense layer and on hqq 4-bit, ours on 4-bit and 3-bit QLinear, at 4096x4096 M=2048 and M=8192 and 11008x4096 M=8192
 (the shapes of ../shared/ANCHORS.md), timed as the anchors were (`triton.testing.do_bench`, median; one call per model
 per repetition, repetitions interleaved), and the extra peak memory of a step (torch.cuda.max_memory_allocated above
-the level before it). The log also gets a profile of one step of dense LoRA and of ours (where the time goes).
+the level before it), and the host's time to launch one step while the GPU is busy (`host_ms`: above the device time,
+the step is bound by the host). The log also gets a profile of one step of dense LoRA and of ours (where the time goes).
 """
 import argparse, copy, json, sys, time, weakref
 from pathlib import Path
@@ -194,6 +195,30 @@ def bench_ms(fn, dry_run):
     return median(ts)
 
 
+def host_ms(fn, dry_run, reps=15):
+    "Median ms the host spends in `fn()` while the GPU is held busy ahead of it (its launches queue): the launch cost alone."
+    ts = []
+    for _ in range(2 if dry_run else reps):            # (a dry run on the CPU times the calls alone)
+        if not dry_run: torch.cuda.synchronize(); torch.cuda._sleep(50_000_000)   # tens of ms: fn()'s launches queue behind
+        t0 = time.perf_counter(); fn(); ts.append((time.perf_counter() - t0) * 1e3)
+    if not dry_run: torch.cuda.synchronize()
+    return median(ts)
+
+
+def launch_costs(dev, dt, dry_run)->list:
+    "Host microseconds per call of single operations, the GPU held busy: what one launch costs the CPU, ATen's and ours."
+    from qdora_lab.linear import QLinear
+    K = 256 if dry_run else 4096
+    lin = nn.Linear(K, K, bias=False)
+    q = QLinear.from_linear(lin, nbits=4, group_size=64, optimize=False, compute_dtype=dt).to(dev)
+    w, x16, v = lin.weight.to(dev, dt), torch.randn(16, K, device=dev, dtype=dt), torch.randn(K, device=dev)
+    ops = {'ATen: v * 2 (a [K] float32 vector)': lambda: v * 2, 'ATen: x @ W.T (M=16, dense bf16)': lambda: x16 @ w.T,
+           'ours: QLinear.dequantize() (4-bit)': lambda: q.dequantize(), 'ours: QLinear.matmul(x) (M=16, 4-bit)': lambda: q.matmul(x16)}
+    for f in ops.values(): f(); f()
+    return [{'operation': k, 'host (us per call)': host_ms(lambda f=f: [f() for _ in range(20)], dry_run) * 1e3 / 20}
+            for k, f in ops.items()]
+
+
 def capture(step, m):
     "A CUDA graph of one `step(m)` (forward + backward), after warm-up on a side stream with the gradients cleared."
     st = torch.cuda.Stream(); st.wait_stream(torch.cuda.current_stream())
@@ -279,6 +304,7 @@ def gpu(a):
             for r in range(a.reps):  # rounds: every model once per round, so drift hits all alike
                 for k, m in models.items():
                     times.setdefault(k, []).append(bench_ms(lambda m=m: step(m), a.dry_run))
+            host = {k: host_ms(lambda m=m: step(m), a.dry_run) for k, m in models.items()}
         med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
         if not a.dry_run and not a.graphs and M == shapes[0][2]:
             for k in ('dense LoRA (peft)', 'ours 4-bit'):
@@ -289,9 +315,13 @@ def gpu(a):
                          'anchor (ms)': ANCHOR_MS.get((N, K, M), {}).get(k),
                          '/ dense LoRA': med[k] / med['dense LoRA (peft)'],
                          '/ LoRA bf16 adapters': med[k] / med['dense LoRA (peft), bf16 adapters'],
-                         **({'not captured': why.get(k, '')} if a.graphs else {'extra peak (MiB)': peaks.get(k)})})
+                         **({'not captured': why.get(k, '')} if a.graphs else
+                            {'host (ms)': host[k], 'extra peak (MiB)': peaks.get(k)})})
             print(rows[-1], flush=True)
+    if not a.graphs: LAUNCH_ROWS.extend(launch_costs(dev, dt, a.dry_run))
     return rows
+
+LAUNCH_ROWS = []  # gpu(): host cost of single launches (ATen's and our CuPy kernels'), a second table
 
 
 def main(argv=None):
@@ -314,11 +344,16 @@ def main(argv=None):
            if a.device == 'cpu' else
            "each step captured once in a CUDA graph (forward + backward; the device's time alone, no launch or Python "
            "overhead), each repetition the median of 5 x 20 replays per model; medians of the repetitions" if a.graphs else "each repetition one `triton.testing.do_bench` median per model (as ANCHORS.md was "
-             "measured: L2 flushed before each call, no sync between calls); medians of the repetitions, ratios of the medians")
+             "measured: L2 flushed before each call, no sync between calls); medians of the repetitions, ratios of the medians; "
+             "'host (ms)': the CPU's time to launch one step while the GPU is held busy ahead of it (median of 15; a step whose "
+             "host time exceeds its device time is bound by the host)")
     md = (f"# QDoRA training step beside the anchors ({a.device}{', CUDA graphs' if a.graphs else ''}{', dry run' if a.dry_run else ''})\n\n"
           f"`python bench/dora_step.py {a.device}{' --graphs' if a.graphs else ''}` on {dev}; {a.reps} interleaved repetitions; "
           + how + f"; {time.time() - t0:.0f} s in all.\n\n"
           + tabulate(rows, headers='keys', tablefmt='github', floatfmt='.3f') + '\n')
+    if LAUNCH_ROWS:
+        md += ("\nHost time of single launches (4096x4096 weights, the GPU held busy; 20 calls per sample, median of 15 "
+               "samples): where a step's host time goes.\n\n" + tabulate(LAUNCH_ROWS, headers='keys', tablefmt='github', floatfmt='.1f') + '\n')
     out = Path(a.out or ROOT/'bench'/'results'); out.mkdir(parents=True, exist_ok=True)
     stem = out/f"dora_step_{a.device}{'_graphs' if a.graphs else ''}{'_dry' if a.dry_run else ''}"
     stem.with_suffix('.md').write_text(md); stem.with_suffix('.json').write_text(json.dumps(rows, indent=1))

@@ -213,6 +213,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'qdora_lab.dora._fused': ('dora.html#_fused', 'qdora_lab/dora.py'),
                                 'qdora_lab.dora._guard_rows': ('dora.html#_guard_rows', 'qdora_lab/dora.py'),
                                 'qdora_lab.dora._host_read_is_free': ('dora.html#_host_read_is_free', 'qdora_lab/dora.py'),
+                                'qdora_lab.dora._product_dtype': ('dora.html#_product_dtype', 'qdora_lab/dora.py'),
+                                'qdora_lab.dora._row_dots': ('dora.html#_row_dots', 'qdora_lab/dora.py'),
                                 'qdora_lab.dora._transient': ('dora.html#_transient', 'qdora_lab/dora.py'),
                                 'qdora_lab.dora.as_base': ('dora.html#as_base', 'qdora_lab/dora.py'),
                                 'qdora_lab.dora.auto_recompute': ('dora.html#auto_recompute', 'qdora_lab/dora.py'),

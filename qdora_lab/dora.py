@@ -69,23 +69,35 @@ def _transient(base, t:Tensor, row_scale:Tensor=None)->Tensor:
     out = cpu_scratch((base.out_features, base.in_features), t.dtype) if scratch else None
     return base.dequantize(t.dtype, row_scale=row_scale, out=out)
 
+def _product_dtype(t:Tensor, dtype:torch.dtype)->torch.dtype:
+    "Dtype to form products of `t` in before summing them in `dtype`: bfloat16 as it is (float32's range), else `dtype` (float16's products of small gradients would underflow)."
+    return t.dtype if t.dtype == torch.bfloat16 else dtype
+
 def _column_dots(
     g:Tensor,             # [M, out] output gradient
     y:Tensor,             # [M, out] saved output
     bias:Tensor|None,     # [out] subtracted from y first, or None
     dtype:torch.dtype,    # accumulation dtype (the norm's)
-    rows:int=1024,        # rows per slice (low precision: at least 2**22 elements per slice): bounds the temporary
+    rows:int=1024,        # rows per slice (low precision: at least 2**25 elements per slice): bounds the temporary
 )->tuple:                 # ([out] sum over M of g * (y - bias), [out] sum over M of g when bias is given and it came free)
     "Column-wise dot products of g and y - bias: one pass (`cpu.column_dots`), or slice by slice (a bounded temporary)."
     if g.dtype != dtype:                           # bf16/fp16: y - b first (b sum g would cancel in low precision)
-        rows, out = max(rows, (1 << 22) // max(g.shape[1], 1)), None   # few slices: each costs a few launches
-        for gs, ys in zip(g.split(rows), y.split(rows)):   # g cast once; the mixed product is formed in `dtype`
-            d = (gs.to(dtype) * (ys if bias is None else ys - bias)).sum(0)
+        rows, out, pd = max(rows, (1 << 25) // max(g.shape[1], 1)), None, _product_dtype(g, dtype)   # few slices
+        for gs, ys in zip(g.split(rows), y.split(rows)):   # bf16: products rounded to bf16 (like y), summed in `dtype`
+            d = (gs.to(pd) * (ys if bias is None else ys - bias)).sum(0, dtype=dtype)
             out = d if out is None else out.add_(d)
         return out, None
     out, gsum = column_dots(g, y, with_sum=bias is not None, rows=rows)       # float32/64: with sum_M g in the same pass
     if bias is not None: out -= bias * gsum                                   # b sum g once (no [M, out] y - b)
     return out, gsum
+
+def _row_dots(
+    B:Tensor,           # [out, r]
+    G:Tensor,           # [out, r]
+    dtype:torch.dtype,  # accumulation dtype (the norm's)
+)->Tensor:              # [out] sum over r of B * G, in `dtype`
+    "Row-wise dot products of two [out, r] matrices, summed in `dtype` (in bfloat16 two launches)."
+    return (B.to(_product_dtype(B, dtype)) * G).sum(1, dtype=dtype)
 
 def _host_read_is_free(t:Tensor)->bool:
     "True where reading a value of `t` on the host waits for no device (the CPU); on a GPU it drains the launch queue."
@@ -136,24 +148,28 @@ class DoRAFunction(torch.autograd.Function):
             if n is None: n = row_norm(w_sq, W @ A.detach().T, A, B, s)
             del W
         P.addmm_(u, B.T, alpha=s)                      # P = x W^T + s u B^T
-        c = m.to(n.dtype) / n                          # [out], norm dtype
-        y = P.mul_(c.to(x.dtype))
+        c = m / n                                      # [out], norm dtype (m promoted inside the division)
+        cx = c.to(x.dtype)                             # c as the output is scaled by it; the backward scales g by it too
+        y = P.mul_(cx)
         if bias is not None: y.add_(bias)
         ctx.base, ctx.s, ctx.p, ctx.recompute, ctx.has_bias = base, s, p, recompute, bias is not None
         keep_y = ctx.needs_input_grad[3] and not recompute
-        ctx.c_min = None if _host_read_is_free(x) or not keep_y else _HostRead(c.abs().amin())   # for the guard, unawaited
-        ctx.save_for_backward(x, mask, u, A, B, m, n, c, bias, y if keep_y else None)
+        ctx.c_min = None                               # min |c| for the guard, copied to the host unawaited (GPU)
+        if keep_y and not _host_read_is_free(x): ctx.c_min = _HostRead(torch.linalg.vector_norm(c, -math.inf))
+        ctx.save_for_backward(x, mask, u, A, B, m, n, c, cx, bias, y if keep_y else None)
         ctx.mark_non_differentiable(n)
+        ctx.set_materialize_grads(False)               # no zero-filled gradient for n: it has none
         return y, n
 
     @staticmethod
     @once_differentiable                               # (its own gradient is not defined: no double backward)
     def backward(ctx, g, _gn):
-        x, mask, u, A, B, m, n, c, bias, y = ctx.saved_tensors
+        if g is None: return (None,) * 12              # (only n was used: it has no gradient)
+        x, mask, u, A, B, m, n, c, cg, bias, y = ctx.saved_tensors
         base, s, p = ctx.base, ctx.s, ctx.p
         nx, nA, nB, nm, nb = ctx.needs_input_grad[:5]
-        cg = c.to(g.dtype)
-        gx = gA = gB = gm = gbias = None
+        if cg.dtype != g.dtype: cg = c.to(g.dtype)    # (autograd hands g in y's dtype, which is x's)
+        gx = gA = gB = gm = gbias = gc = None
         tiny = math.sqrt(torch.finfo(x.dtype).tiny)   # |c| below it: c P may underflow, P cannot be read back
         fused = _fused(base, g)                        # small M: kernels, no dense W (the only [M, out] pass is tiny)
         # exact: P recomputed as x W^T (kernel or unscaled W), no division by m, no guard
@@ -164,35 +180,35 @@ class DoRAFunction(torch.autograd.Function):
         W = None
         if need_W:
             if fused:
-                if nx: gx = base.matmul_t(g * cg)
+                if nx: gc = g * cg; gx = base.matmul_t(gc)
             elif exact:                                # one rebuild of W, for (g c) W and x W^T
                 W = _transient(base, g)
-                if nx: gx = (g * cg) @ W
+                if nx: gc = g * cg; gx = gc @ W
             else:                                      # one rebuild of c W, the scale applied as it is written,
                 W = _transient(base, g, row_scale=c)   # for g (c W) and, recomputing, for x (c W)^T = c (x W^T)
                 if nx: gx = g @ W
         if nx or nA:
-            gcB = g @ (B * cg[:, None])                # [M, r] = (g (c B))
+            gcB = g @ (B * cg[:, None]) if gc is None else gc @ B   # [M, r] = g (c B) = (g c) B
             if nx:
                 if mask is None: gx.addmm_(gcB, A, alpha=s)
                 else: gx.add_((gcB @ A).mul_(mask).mul_(s/(1-p)))
             if nA:
                 xd = x if mask is None else x * mask * (1/(1-p))
-                gA = (gcB.T @ xd).mul_(s)
+                gA = torch.addmm(A, gcB.T, xd, beta=0, alpha=s)   # s (g c B)^T x_d (beta=0: A only lends its shape)
         if nB or (nm and (ctx.recompute or exact)): G = g.T @ u   # [out, r]
         if nB: gB = G * (s * cg)[:, None]
         if nm:
             nd = n.dtype
             if exact:                                  # P = x W^T + s u B^T recomputed exactly: no division, no guard
                 xW, W = (base.matmul(x) if W is None else x @ W.T), None   # W freed before the reduction's temporaries
-                gm = (_column_dots(g, xW, None, nd)[0] + s * (B.to(nd) * G.to(nd)).sum(1)) / n
+                gm = _column_dots(g, xW, None, nd)[0].add_(_row_dots(B, G, nd), alpha=s).div_(n)
             else:                                      # sum_M g P / n = sum_M g (c P) / m, c P from x (c W)^T or y - b
                 if ctx.recompute:
-                    gm = _column_dots(g, x @ W.T, None, nd)[0] / m.to(nd) + s * (B.to(nd) * G.to(nd)).sum(1) / n
+                    gm = _column_dots(g, x @ W.T, None, nd)[0].div_(m).add_(_row_dots(B, G, nd).div_(n), alpha=s)
                 else:
                     gm, gsum = _column_dots(g, y, bias, nd)
                     if gsum is not None and nb: gbias = gsum              # the bias gradient came with it
-                    gm = gm / m.to(nd)
+                    gm = gm.div_(m)
                 guard = ctx.c_min is None and float(c.abs().amin()) < tiny   # the CPU's test (the GPU's was in `exact`)
                 rows = _guard_rows(c, m, x.dtype) if guard else ()
                 if len(rows):                          # P of those rows, exactly: x W_r^T + s u B_r^T
