@@ -7,9 +7,10 @@
 #   2. in parallel: the `#| cuda` cells of the kernel (05), linear (08), mixed-bit (09), tinygemm (10) and dora (12) chapters
 #      (QL_TEST_FLAGS=cuda, i.e. nbdev-test --flags cuda), and bench/sanitize_kernels.py without a sanitizer
 #      (every kernel variant on small shapes, checked; it also fills CuPy's kernel cache);
-#   3. alone on the GPU: bench/kernels.py, the side-by-side benchmark -> OUTDIR/kernels.{json,md}, and
+#   3. alone on the GPU: bench/kernels.py, the side-by-side benchmark (with a split-K sweep at M=1) -> OUTDIR/kernels.{json,md}, and
 #      bench/dora_step.py gpu, the training step beside dense LoRA and peft (issue 12) -> OUTDIR/dora_step_gpu.{json,md},
-#      and the same steps captured in CUDA graphs (--graphs: device time alone) -> OUTDIR/dora_step_gpu_graphs.{json,md};
+#      and the same steps captured in CUDA graphs (--graphs: device time alone) -> OUTDIR/dora_step_gpu_graphs.{json,md}
+#      (the eager table also has each step's host time and the host cost of single launches, ATen's and our CuPy kernels');
 #   4. compute-sanitizer memcheck over every variant, racecheck over the shared-memory kernels (the matmuls, the
 #      mixed-bit dequantize);
 #   5. Nsight Compute (ncu) over the kernels that miss their targets (bench/profile_kernels.py), into the log.

@@ -8,7 +8,9 @@ One process, interleaved per shape, so the ratios are comparable:
     fraction of the device-to-device copy bandwidth measured in the same run;
   * mixed-bit (`MixedBitLinear` through `MixedBitPlan`): 4096x4096 with 16/32/16 groups of 64 at 4/3/2 bits (3.0 bits
     per code, 3.5 bpw with its fp16 scale and zero), y = x @ W.T at M = 1 and 8 against dense bf16, and its
-    dequantize to bf16.
+    dequantize to bf16;
+  * tuning data: each M = 1 matmul again at every split of K over blocks (1, 2, 4, ... and `mm_config`'s choice),
+    each checked, to show whether more blocks (more loads in flight) pay for the atomics they need.
 
 Method: every candidate's weights are replicated into enough copies to exceed 2x the L2 cache and the timed
 calls rotate through them (no L2-resident weights); each timing is a CUDA graph of `REPS` rotated calls
@@ -19,6 +21,7 @@ the table says so). Every "ours" result is checked against an fp32 reference bef
     python bench/kernels.py --dry-run            # CPU: argument parsing, cases and reference paths, no timing
 """
 import argparse, json, math, statistics, sys, time, traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -167,6 +170,35 @@ def mixed(N, K, counts, g, dev, seed=0):
     return ml, plans
 
 
+def ks_choices(N, K, bits, M=1):
+    "(default split-K, the splits to try) of the fused matmul: powers of two up to one unit per warp, and the default."
+    from qdora_lab.cuda import plan_layout, mm_kind, mm_config
+    lay = plan_layout(bits, G, 1, (N, K))
+    kind = mm_kind(lay)
+    cfg = mm_config(lay, kind, M, BF, BF)
+    units, warps = (K // 64, 4) if kind == '3bit' else ((lay.K // lay.g) * (lay.g // 64), 8)
+    return cfg.ks, sorted({cfg.ks, *(1 << i for i in range(8) if (1 << i) <= max(1, units // warps))})
+
+
+@contextmanager
+def split_k(ks, plans):
+    "Inside: the plans' fused matmuls launch with `ks` K splits (the library's `mm_config` patched here, restored after)."
+    from qdora_lab import cuda
+    from qdora_lab.cuda import mm_name
+    chosen = cuda.mm_config
+    def forced(lay, kind, M, x_dtype, meta_dtype, sms=132):
+        c = chosen(lay, kind, M, x_dtype, meta_dtype, sms)
+        atomic = kind == '3bit' or ks > 1
+        return c._replace(grid=c.grid[:2] + (ks,), ks=ks, atomic=atomic,
+                          name=mm_name(kind, lay.nbits, x_dtype, c.mt, meta_dtype, atomic))
+    for p in plans: p._mm.clear()          # launch closures are built (with their config) on first use
+    cuda.mm_config = forced
+    try: yield
+    finally:
+        cuda.mm_config = chosen
+        for p in plans: p._mm.clear()
+
+
 def check_ours(plan, q, s, z, x, N, K, bits):
     "Assert the fused result is within tolerance of the fp32 reference: ||y - ref||_inf <= 2^-7 ||ref||_inf."
     from qdora_lab.quant import dequantize_packed
@@ -182,13 +214,31 @@ def check_ours(plan, q, s, z, x, N, K, bits):
     return err
 
 
+def sweep_split_k(label, N, K, bits, plans, x, dev)->list:
+    "Rows timing the M=1 matmul at each split-K factor (each checked against the fp32 reference first): data to tune `mm_config`."
+    default, choices = ks_choices(N, K, bits)
+    rows = []
+    for ks in choices:
+        row = dict(work=label, ks=ks, default=ks == default)
+        try:
+            if dev == 'cuda':
+                with split_k(ks, [p for p, *_ in plans]):
+                    row['err'] = check_ours(*plans[0], x, N, K, bits)
+                    row['us'], row['how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
+        except Exception as e: row['error'] = f'{type(e).__name__}: {e}'
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def run(args):
     dev = 'cuda' if torch.cuda.is_available() and not args.dry_run else 'cpu'
     torch.manual_seed(0)
     info = dict(device=torch.cuda.get_device_name() if dev == 'cuda' else 'cpu (dry run: no timing)',
                 torch=torch.__version__, dry_run=dev == 'cpu', l2_bytes=l2_bytes() if dev == 'cuda' else None,
                 reps=REPS, trials=TRIALS, started=time.strftime('%Y-%m-%d %H:%M:%S'))
-    rows, drows, notes = [], [], []
+    rows, drows, notes, krows = [], [], [], []
+    info['split_k'] = krows
     sel = lambda cases: [c for c in cases if not args.only or any(o in c[0] for o in args.only)]
     if dev == 'cuda':
         src = torch.randn(128 * 2**20, dtype=BF, device=dev)  # 256 MB
@@ -226,6 +276,7 @@ def run(args):
                     else: row['hqq_us'], row['hqq_how'] = None, why
                 row['ours_us'], row['ours_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
                 row['ours_kernel'] = repr(plans[0][0])
+            if M == 1: krows.extend(sweep_split_k(label, N, K, bits, plans, x, dev))
         except Exception as e:
             row['error'] = f'{type(e).__name__}: {e}'
             notes.append(f"{label}: {traceback.format_exc(limit=3)}")
@@ -355,6 +406,16 @@ def write(args, info, rows, drows, notes, mrows=()):
                  + (f" error: {r['error']}" if r.get('error') else ''))
     how = sorted({f"{k}: {v}" for r in [*rows, *drows, *mrows] for k, v in r.items() if k.endswith('_how') and v != 'graph'})
     if how: L += ["\nTimed eagerly (CUDA graph capture failed): " + '; '.join(how)]
+    krows = info.get('split_k') or []
+    if krows:
+        L += ["\n## Split-K at M=1: the fused matmul at each K split (tuning data for `cuda.mm_config`)\n",
+              "Each variant is checked against the fp32 reference before it is timed; K splits > 1 (and every 3-bit launch) add "
+              "their partial sums with fp32 atomics into a zeroed buffer, then cast: those two extra launches are in the time. "
+              "`default` marks what `mm_config` chooses today.\n",
+              "| work | K splits | default | us | vs fp32 ref |", "|---|---|---|---|---|"]
+        for r in krows:
+            L.append(f"| {r['work']} | {r['ks']} | {'yes' if r['default'] else ''} | {f1(r.get('us'))} | "
+                     f"{'-' if r.get('err') is None else format(r['err'], '.1e')} |" + (f" error: {r['error']}" if r.get('error') else ''))
     L += ["\n## Training step (issue 12)\n",
           "_Measured by `bench/dora_step.py gpu` (its own table, `dora_step_gpu.md`, in the same OUTDIR)._\n"]
     if notes: L += ["\n## Errors\n", '```', *notes, '```']
