@@ -10,8 +10,9 @@
 //      packed row i, columns c0 .. c0+CPT-1     [ 16 bytes ]                         one 128-bit load (3-bit: two)
 //         chunk k = 0 .. P-1  ->  W flat (k*n + i)*C + c0 ..   [ CPT values ]   CPT*sizeof(out)/16 128-bit stores
 //
-// zero/scale: axis=1 one value per grouped row (hqq shape [R, 1]), loaded once per chunk; axis=0 one per
-// column ([1, C]), loaded as 128-bit vectors once per thread and reused by all P chunks.
+// zero/scale: axis=1 one value per grouped row (hqq shape [R, 1]), every chunk's loaded up front with the codes
+// (and the row_scale factors), so each thread waits on memory once; axis=0 one per column ([1, C]), loaded as
+// 128-bit vectors once per thread and reused by all P chunks.
 //
 // Grid/block: 1-D, 256 threads, one thread per (packed row, CPT columns); consecutive threads take
 // consecutive columns, so loads and stores are coalesced. Needs C % CPT == 0 and N*K < 2^31 (the plan
@@ -134,6 +135,31 @@ __global__ void __launch_bounds__(256, 2) ql_dequantize(
             sv[e] = ql_ld128(scale + c0 + e * (16 / sizeof(*scale)));
         }
     }
+    // axis=1: every chunk's zero and scale (and row_scale factor), loaded with the codes, so a thread waits on memory
+    // once, not P times (a load after the `break` below cannot be moved above it by the compiler)
+    float rs[P];
+#pragma unroll
+    for (int k = 0; k < P; ++k) {
+        const int r = k * n + i;
+        rs[k] = row_scale != nullptr && r < R ? row_scale[AXIS == 1 ? r / G : (r * C + c0) / K] : 1.f;
+    }
+    constexpr int PZ = AXIS == 1 ? P : 1;
+    ql_u32 zh[PZ], sh[PZ];  // native path: the 16-bit values
+    float zf[PZ], sf[PZ];   // generic path: as fp32
+    if constexpr (AXIS == 1) {
+#pragma unroll
+        for (int k = 0; k < P; ++k) {
+            const int r = k * n + i;
+            const bool ok = r < R;
+            if constexpr (NATIVE) {
+                zh[k] = ok ? ql_ld16(reinterpret_cast<const ql_u16*>(zero) + r) : 0u;
+                sh[k] = ok ? ql_ld16(reinterpret_cast<const ql_u16*>(scale) + r) : 0u;
+            } else {
+                zf[k] = ok ? QlMeta<META>::load(zero + r) : 0.f;
+                sf[k] = ok ? QlMeta<META>::load(scale + r) : 0.f;
+            }
+        }
+    }
 #pragma unroll
     for (int k = 0; k < P; ++k) {
         const int r = k * n + i;
@@ -144,10 +170,7 @@ __global__ void __launch_bounds__(256, 2) ql_dequantize(
             ql_u32 p[CPT / 2];
             ql_code_pairs<NBITS, H, CPT>(w, k, p);
             ql_u32 z2 = 0, s2 = 0;
-            if (AXIS == 1) {
-                const ql_u32 z = ql_ld16(reinterpret_cast<const ql_u16*>(zero) + r), s = ql_ld16(reinterpret_cast<const ql_u16*>(scale) + r);
-                z2 = z | (z << 16); s2 = s | (s << 16);
-            }
+            if constexpr (AXIS == 1) { z2 = zh[k] | (zh[k] << 16); s2 = sh[k] | (sh[k] << 16); }
 #pragma unroll
             for (int m = 0; m < CPT / 2; ++m) {
                 if (AXIS == 0) { z2 = zv[m / 4].v[m % 4]; s2 = sv[m / 4].v[m % 4]; }
@@ -155,9 +178,8 @@ __global__ void __launch_bounds__(256, 2) ql_dequantize(
                 p[m] = H::mul2(H::sub2(q, z2), s2);         // (code - zero) * scale, rounded per op
             }
             if (row_scale != nullptr) {
-                const float rs = row_scale[(AXIS == 1 ? r / G : e0 / K)];
 #pragma unroll
-                for (int m = 0; m < CPT / 2; ++m) p[m] = H::pack(QlRound<OUT>::r(__fmul_rn(H::lo(p[m]), rs)), QlRound<OUT>::r(__fmul_rn(H::hi(p[m]), rs)));
+                for (int m = 0; m < CPT / 2; ++m) p[m] = H::pack(QlRound<OUT>::r(__fmul_rn(H::lo(p[m]), rs[k])), QlRound<OUT>::r(__fmul_rn(H::hi(p[m]), rs[k])));
             }
 #pragma unroll
             for (int j = 0; j < CPT / 8; ++j)
@@ -166,7 +188,7 @@ __global__ void __launch_bounds__(256, 2) ql_dequantize(
             float v[CPT], f[CPT];
             ql_code_floats<NBITS, CPT>(w, k, f);
             float z = 0.f, s = 0.f;
-            if (AXIS == 1) { z = QlMeta<META>::load(zero + r); s = QlMeta<META>::load(scale + r); }
+            if constexpr (AXIS == 1) { z = zf[k]; s = sf[k]; }
 #pragma unroll
             for (int j = 0; j < CPT; ++j) {
                 if (AXIS == 0) { z = ql_meta_elem<META>(zv, j); s = ql_meta_elem<META>(sv, j); }
@@ -174,9 +196,8 @@ __global__ void __launch_bounds__(256, 2) ql_dequantize(
                 v[j] = QlRound<OUT>::r(QlRound<SUB>::r(__fmul_rn(d, s)));
             }
             if (row_scale != nullptr) {
-                const float rs = row_scale[(AXIS == 1 ? r / G : e0 / K)];
 #pragma unroll
-                for (int j = 0; j < CPT; ++j) v[j] = QlRound<OUT>::r(__fmul_rn(v[j], rs));
+                for (int j = 0; j < CPT; ++j) v[j] = QlRound<OUT>::r(__fmul_rn(v[j], rs[k]));
             }
             QlStore<OUT, CPT>::run(out + e0, v);
         }

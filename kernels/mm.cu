@@ -23,7 +23,9 @@
 //     word s (4 columns) = k-step s: chunk 2c -> A rows gid, chunk 2c+1 -> A rows gid+8
 //
 //   grid (ceil(N/P / 8), token tiles, KS), 8 warps splitting the units (group j, 64-column block) between
-//   them; units are loaded U at a time (U 128-bit loads in flight per lane) before any is used; each unit's
+//   them; units are loaded U at a time (U 128-bit loads in flight per lane) before any is used, with their scale/zero
+//   (but at 2 bits with MT >= 2) and, with one token tile (MT = 1), their activations: U units then cost one memory
+//   round trip, not U; each unit's
 //   sums get its group's scale and zero at once (per 64 columns: exact, the algebra is linear). The 8 warps'
 //   sums are added in shared memory in a fixed order. KS > 1 (few rows: split-K over blocks) adds them
 //   with fp32 atomics into a zeroed fp32 buffer instead (ATOMIC).
@@ -57,6 +59,9 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
     int units, int lcb) {                                  // units = G << lcb, lcb = log2(g / 64)
     typedef QT<T> H;
     constexpr int P = QlPack<NBITS>::P, NT = P / 2, U = MT >= 4 ? 2 : 4;
+    // PRE: with one token tile the U units' activations are loaded with their weights; PREM: their scale/zero too (with
+    // one token tile, or one chunk pair: at 2 bits and MT >= 2 the registers would halve the resident blocks)
+    constexpr bool PRE = MT == 1, PREM = MT == 1 || NT == 1;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tid = lane & 3;
     const int b = blockIdx.x * 8 + gid;  // this lane's slot
     const bool row_ok = b < nb;
@@ -94,6 +99,26 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
         ql_u32x4 wv[U];  // U units' weights in flight before any is used
 #pragma unroll
         for (int u = 0; u < U; ++u) wv[u] = ql_ld_stream_if(wp + 64 * (q0 + u), row_ok && q0 + u < hi);
+        // the units' scale/zero (and, PRE, activations) too, so the U units cost one memory round trip, not U (a load
+        // after the `break` below cannot be moved above it by the compiler)
+        ql_u32x4 xpre[PRE ? U : 1][2];
+        float scp[PREM ? U : 1][NT][2], zzp[PREM ? U : 1][NT][2];
+#pragma unroll
+        for (int u = 0; u < (PREM ? U : 0); ++u) {
+            const bool in = q0 + u < hi;
+            const int q = in ? q0 + u : lo, a = q >> lcb;  // (a unit past hi reads a valid address, unused)
+            if constexpr (PRE) {
+                xpre[u][0] = ql_ld128_if(xp[0] + 64 * q, tok_ok[0] && in);
+                xpre[u][1] = ql_ld128_if(xp[0] + 64 * q + 8, tok_ok[0] && in);
+            }
+#pragma unroll
+            for (int c = 0; c < NT; ++c)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    scp[u][c][h] = row_ok && in ? QlMeta<META>::load(sp[c][h] + a) : 0.f;
+                    zzp[u][c][h] = (in ? QlMeta<META>::load(zp[c][h] + a) : 0.f) + H::MAGIC;
+                }
+        }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int q = q0 + u;
@@ -101,8 +126,11 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
             ql_u32x4 xv[MT][2];  // token gid of each tile: activations of columns 16tid .. 16tid+15 of the unit
 #pragma unroll
             for (int tt = 0; tt < MT; ++tt) {
-                xv[tt][0] = ql_ld128_if(xp[tt] + 64 * q, tok_ok[tt]);
-                xv[tt][1] = ql_ld128_if(xp[tt] + 64 * q + 8, tok_ok[tt]);
+                if constexpr (PRE) { xv[tt][0] = xpre[u][0]; xv[tt][1] = xpre[u][1]; }
+                else {
+                    xv[tt][0] = ql_ld128_if(xp[tt] + 64 * q, tok_ok[tt]);
+                    xv[tt][1] = ql_ld128_if(xp[tt] + 64 * q + 8, tok_ok[tt]);
+                }
             }
             float acc[NT][MT][4], accx[MT][4];  // this unit's sums (the first k-step starts them from 0)
 #pragma unroll
@@ -127,13 +155,13 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
             }
             // scale and zero of the unit's group (a unit is a whole group at g = 64, half of one at g = 128:
             // the algebra is linear, so applying it per 64 columns is exact)
-            const int a = q >> lcb;
 #pragma unroll
             for (int c = 0; c < NT; ++c)
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
-                    const float sc = row_ok ? QlMeta<META>::load(sp[c][h] + a) : 0.f;
-                    const float zz = QlMeta<META>::load(zp[c][h] + a) + H::MAGIC;
+                    float sc, zz;
+                    if constexpr (PREM) { sc = scp[u][c][h]; zz = zzp[u][c][h]; }
+                    else { sc = row_ok ? QlMeta<META>::load(sp[c][h] + (q >> lcb)) : 0.f; zz = QlMeta<META>::load(zp[c][h] + (q >> lcb)) + H::MAGIC; }
 #pragma unroll
                     for (int tt = 0; tt < MT; ++tt)
 #pragma unroll
