@@ -46,7 +46,8 @@ def row_norm(
         nd = norm_dtype(A.dtype)
         Af, Bf = A.detach().to(nd), B.detach().to(nd)
         T = torch.addmm(WA.to(nd), Bf, Af @ Af.T, beta=2*s, alpha=s*s)
-        return T.mul_(Bf).sum(1).add_(w_sq.to(nd)).clamp_min_(eps).sqrt_()
+        sq = torch.baddbmm(w_sq.to(nd).view(-1, 1, 1), T.unsqueeze(1), Bf.unsqueeze(2))   # ||W_o||^2 + T_o . B_o, one op
+        return sq.view(-1).clamp_min_(eps).sqrt_()
 
 def factored_row_norm(
     base,           # the base layer (a `QuantizedLinear`)
@@ -148,15 +149,14 @@ class DoRAFunction(torch.autograd.Function):
             if n is None: n = row_norm(w_sq, W @ A.detach().T, A, B, s)
             del W
         P.addmm_(u, B.T, alpha=s)                      # P = x W^T + s u B^T
-        c = m / n                                      # [out], norm dtype (m promoted inside the division)
-        cx = c.to(x.dtype)                             # c as the output is scaled by it; the backward scales g by it too
-        y = P.mul_(cx)
+        cx = torch.div(m, n, out=torch.empty(n.shape, dtype=x.dtype, device=x.device))  # c = m/n in x's dtype, one op:
+        y = P.mul_(cx)                                 # the output is scaled by it, and the backward scales g by it
         if bias is not None: y.add_(bias)
         ctx.base, ctx.s, ctx.p, ctx.recompute, ctx.has_bias = base, s, p, recompute, bias is not None
         keep_y = ctx.needs_input_grad[3] and not recompute
         ctx.c_min = None                               # min |c| for the guard, copied to the host unawaited (GPU)
-        if keep_y and not _host_read_is_free(x): ctx.c_min = _HostRead(torch.linalg.vector_norm(c, -math.inf))
-        ctx.save_for_backward(x, mask, u, A, B, m, n, c, cx, bias, y if keep_y else None)
+        if keep_y and not _host_read_is_free(x): ctx.c_min = _HostRead(torch.linalg.vector_norm(cx, -math.inf))
+        ctx.save_for_backward(x, mask, u, A, B, m, n, cx, bias, y if keep_y else None)
         ctx.mark_non_differentiable(n)
         ctx.set_materialize_grads(False)               # no zero-filled gradient for n: it has none
         return y, n
@@ -165,10 +165,10 @@ class DoRAFunction(torch.autograd.Function):
     @once_differentiable                               # (its own gradient is not defined: no double backward)
     def backward(ctx, g, _gn):
         if g is None: return (None,) * 12              # (only n was used: it has no gradient)
-        x, mask, u, A, B, m, n, c, cg, bias, y = ctx.saved_tensors
+        x, mask, u, A, B, m, n, cg, bias, y = ctx.saved_tensors
         base, s, p = ctx.base, ctx.s, ctx.p
         nx, nA, nB, nm, nb = ctx.needs_input_grad[:5]
-        if cg.dtype != g.dtype: cg = c.to(g.dtype)    # (autograd hands g in y's dtype, which is x's)
+        if cg.dtype != g.dtype: cg = (m / n).to(g.dtype)   # (autograd hands g in y's dtype, which is x's)
         gx = gA = gB = gm = gbias = gc = None
         tiny = math.sqrt(torch.finfo(x.dtype).tiny)   # |c| below it: c P may underflow, P cannot be read back
         fused = _fused(base, g)                        # small M: kernels, no dense W (the only [M, out] pass is tiny)
@@ -177,6 +177,7 @@ class DoRAFunction(torch.autograd.Function):
         elif ctx.c_min is None: exact = False                               # the CPU reads min |c| itself, for free
         else: v = ctx.c_min.value(); exact = nm and (v is None or v < tiny)   # GPU: the forward's copy if it has landed
         need_W = nx or (nm and (ctx.recompute or exact))
+        c = None if exact else m / n                   # [out] in the norm dtype: the rebuilt W's row scale, the guard's test
         W = None
         if need_W:
             if fused:
