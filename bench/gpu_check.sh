@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench/gpu_check.sh OUTDIR: issue 11's one GPU check, under 8 minutes on one H100 (220 s on 2026-11-27, before stage 5
-# and the extra training-step rows were added). Run from anywhere.
+# bench/gpu_check.sh OUTDIR: issue 11's one GPU check, under 8 minutes on one H100 (220 s on 2026-11-27, before stage 5,
+# the extra training-step rows and host times, the split-K sweep and the kernels' A/B were added: expect about 400 s; the
+# stages run in order of value, so a short deadline cuts ncu first). Run from anywhere.
 #
 #   1. install the wheelhouse in .whl/ (nbdev, fastcore, hqq and its termcolor, torchao for Python 3.12; built on a CPU
 #      machine by bench/make_gpu_wheels.sh .whl) into /tmp/site, and put the checkout on PYTHONPATH;

@@ -199,6 +199,20 @@ def split_k(ks, plans):
         for p in plans: p._mm.clear()
 
 
+@contextmanager
+def loads_as_before(plans):
+    "Inside: the plans' kernels are compiled with QL_MM_NO_HOIST / QL_DEQ_NO_HOIST (each unit's or chunk's loads after its branch, as before)."
+    from qdora_lab import cuda
+    plain = cuda.get_kernel
+    def old(file, name, options=()):
+        return plain(file, name, tuple(options) + ('-DQL_MM_NO_HOIST', '-DQL_DEQ_NO_HOIST'))
+    def clear():
+        for p in plans: p._mm.clear(); p._deq.clear()
+    clear(); cuda.get_kernel = old
+    try: yield
+    finally: cuda.get_kernel = plain; clear()
+
+
 def check_ours(plan, q, s, z, x, N, K, bits):
     "Assert the fused result is within tolerance of the fp32 reference: ||y - ref||_inf <= 2^-7 ||ref||_inf."
     from qdora_lab.quant import dequantize_packed
@@ -277,6 +291,10 @@ def run(args):
                 row['ours_us'], row['ours_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
                 row['ours_kernel'] = repr(plans[0][0])
             if M == 1: krows.extend(sweep_split_k(label, N, K, bits, plans, x, dev))
+            if dev == 'cuda' and bits != 3:               # A/B: the same kernel with its loads as before this session
+                with loads_as_before([p for p, *_ in plans]):
+                    check_ours(*plans[0], x, N, K, bits)
+                    row['before_us'], row['before_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
         except Exception as e:
             row['error'] = f'{type(e).__name__}: {e}'
             notes.append(f"{label}: {traceback.format_exc(limit=3)}")
@@ -298,6 +316,10 @@ def run(args):
                                                          for i, (p, _, s, z) in enumerate(plans)])
                 row['ours_TBps'] = nbytes / row['ours_us'] / 1e6
                 row['pct_of_copy'] = 100 * row['ours_TBps'] / info['copy_TBps']
+                with loads_as_before([p for p, *_ in plans]):   # A/B: the loads chunk by chunk, as before
+                    check_ours(*plans[0], torch.randn(1, K, device=dev, dtype=BF), N, K, bits)
+                    row['before_us'], row['before_how'] = timed([lambda p=p, s=s, z=z, i=i: p.dequantize(s, z, BF, out=outs[i % 2])
+                                                                 for i, (p, _, s, z) in enumerate(plans)])
                 h, why = hqq_layer(W, bits)
                 if h is not None: row['hqq_us'], row['hqq_how'] = timed([lambda: h.dequantize()])
                 else: row['hqq_us'], row['hqq_how'] = None, why
@@ -377,8 +399,11 @@ def write(args, info, rows, drows, notes, mrows=()):
            "copies of the weights (more than 2x L2), bf16 activations, g64, axis=1, meta in bf16. "
            "Anchors (ANCHORS.md, H100, measured earlier by the lead) are in parentheses.\n",
          "## y = x @ W.T\n",
-         "| work | dense bf16 (anchor) | tinygemm int4 (anchor) | hqq PYTORCH | ours | target | met | ours/dense | ours vs fp32 ref |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "'ours, loads as before': the same plans with the kernels compiled with QL_MM_NO_HOIST / QL_DEQ_NO_HOIST (each "
+         "unit's or chunk's activations and scale/zero loaded after its branch, as up to commit 291391b), timed "
+         "in the same process: the effect of hoisting those loads.\n",
+         "| work | dense bf16 (anchor) | tinygemm int4 (anchor) | hqq PYTORCH | ours | target | met | ours/dense | ours vs fp32 ref | ours, loads as before |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         shape = r['work'].split()[0]
         anc = ANCHORS.get((shape, r['M']), (None, None))
@@ -386,14 +411,15 @@ def write(args, info, rows, drows, notes, mrows=()):
         ratio = '-' if not (r.get('ours_us') and r.get('dense_us')) else f"{r['dense_us'] / r['ours_us']:.2f}x faster"
         L.append(f"| {r['work']} | {f1(r.get('dense_us'))} ({f1(anc[0])}) | {f1(r.get('tinygemm_us'))} ({f1(anc[1])}) | "
                  f"{f1(r.get('hqq_us'))} | {f1(r.get('ours_us'))} | {f1(r.get('target_us'))} | {met} | {ratio} | "
-                 f"{'-' if r.get('ours_err') is None else format(r['ours_err'], '.1e')} |"
+                 f"{'-' if r.get('ours_err') is None else format(r['ours_err'], '.1e')} | {f1(r.get('before_us'))} |"
                  + (f" error: {r['error']}" if r.get('error') else ''))
-    L += ["\n## dequantize to bf16\n", "| work | ours | hqq | MB moved | ours TB/s | % of copy | target | met |", "|---|---|---|---|---|---|---|---|"]
+    L += ["\n## dequantize to bf16\n", "| work | ours | hqq | MB moved | ours TB/s | % of copy | target | met | ours, loads as before |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for r in drows:
         met = '-' if r.get('target_us') is None or r.get('ours_us') is None else ('yes' if r['ours_us'] <= r['target_us'] else 'NO')
         L.append(f"| {r['work']} | {f1(r.get('ours_us'))} | {f1(r.get('hqq_us'))} | {f1(r.get('MB'))} | "
                  f"{'-' if r.get('ours_TBps') is None else format(r['ours_TBps'], '.2f')} | {f1(r.get('pct_of_copy'))} | "
-                 f"{f1(r.get('target_us'))} | {met} |" + (f" error: {r['error']}" if r.get('error') else ''))
+                 f"{f1(r.get('target_us'))} | {met} | {f1(r.get('before_us'))} |" + (f" error: {r['error']}" if r.get('error') else ''))
     L += ["\n## Mixed-bit (MixedBitLinear, MixedBitPlan): y = x @ W.T\n",
           "16/32/16 groups of 64 input channels at 4/3/2 bits in a random channel permutation (3.0 bits per code; bpw "
           "counts the fp16 scale and zero and the permutation too); ours is the fused kernels (x permuted once, one "

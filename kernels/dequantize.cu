@@ -136,21 +136,20 @@ __global__ void __launch_bounds__(256, 2) ql_dequantize(
         }
     }
     // axis=1: every chunk's zero and scale (and row_scale factor), loaded with the codes, so a thread waits on memory
-    // once, not P times (a load after the `break` below cannot be moved above it by the compiler)
-    float rs[P];
-#pragma unroll
-    for (int k = 0; k < P; ++k) {
-        const int r = k * n + i;
-        rs[k] = row_scale != nullptr && r < R ? row_scale[AXIS == 1 ? r / G : (r * C + c0) / K] : 1.f;
-    }
+    // once, not P times (a load after the `break` below cannot be moved above it by the compiler). QL_DEQ_NO_HOIST
+    // (benchmarks only: an A/B in one process) loads them chunk by chunk, as this kernel did before.
     constexpr int PZ = AXIS == 1 ? P : 1;
+    float rs[P];
     ql_u32 zh[PZ], sh[PZ];  // native path: the 16-bit values
     float zf[PZ], sf[PZ];   // generic path: as fp32
-    if constexpr (AXIS == 1) {
-#pragma unroll
-        for (int k = 0; k < P; ++k) {
-            const int r = k * n + i;
-            const bool ok = r < R;
+    auto chunk_rs = [&](int k) {
+        const int r = k * n + i;
+        rs[k] = row_scale != nullptr && r < R ? row_scale[AXIS == 1 ? r / G : (r * C + c0) / K] : 1.f;
+    };
+    auto chunk_meta = [&](int k) {
+        const int r = k * n + i;
+        const bool ok = r < R;
+        if constexpr (AXIS == 1) {
             if constexpr (NATIVE) {
                 zh[k] = ok ? ql_ld16(reinterpret_cast<const ql_u16*>(zero) + r) : 0u;
                 sh[k] = ok ? ql_ld16(reinterpret_cast<const ql_u16*>(scale) + r) : 0u;
@@ -159,11 +158,20 @@ __global__ void __launch_bounds__(256, 2) ql_dequantize(
                 sf[k] = ok ? QlMeta<META>::load(scale + r) : 0.f;
             }
         }
-    }
+    };
+#ifndef QL_DEQ_NO_HOIST
+#pragma unroll
+    for (int k = 0; k < P; ++k) chunk_rs(k);
+#pragma unroll
+    for (int k = 0; k < P; ++k) chunk_meta(k);
+#endif
 #pragma unroll
     for (int k = 0; k < P; ++k) {
         const int r = k * n + i;
         if (r >= R) break;  // zero-padded rows of the packing
+#ifdef QL_DEQ_NO_HOIST
+        chunk_rs(k); chunk_meta(k);
+#endif
         const int e0 = r * C + c0;  // flat index of the first value (N*K < 2^31)
         if constexpr (NATIVE) {
             typedef QT<OUT> H;

@@ -61,7 +61,12 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
     constexpr int P = QlPack<NBITS>::P, NT = P / 2, U = MT >= 4 ? 2 : 4;
     // PRE: with one token tile the U units' activations are loaded with their weights; PREM: their scale/zero too (with
     // one token tile, or one chunk pair: at 2 bits and MT >= 2 the registers would halve the resident blocks)
+    // (QL_MM_NO_HOIST, benchmarks only: every unit's loads after its branch, as before, for an A/B in one process)
+#ifdef QL_MM_NO_HOIST
+    constexpr bool PRE = false, PREM = false;
+#else
     constexpr bool PRE = MT == 1, PREM = MT == 1 || NT == 1;
+#endif
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tid = lane & 3;
     const int b = blockIdx.x * 8 + gid;  // this lane's slot
     const bool row_ok = b < nb;
