@@ -166,7 +166,10 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
                 for (int h = 0; h < 2; ++h) {
                     float sc, zz;
                     if constexpr (PREM) { sc = scp[u][c][h]; zz = zzp[u][c][h]; }
-                    else { sc = row_ok ? QlMeta<META>::load(sp[c][h] + (q >> lcb)) : 0.f; zz = QlMeta<META>::load(zp[c][h] + (q >> lcb)) + H::MAGIC; }
+                    else {
+                        sc = row_ok ? QlMeta<META>::load(sp[c][h] + (q >> lcb)) : 0.f;
+                        zz = QlMeta<META>::load(zp[c][h] + (q >> lcb)) + H::MAGIC;
+                    }
 #pragma unroll
                     for (int tt = 0; tt < MT; ++tt)
 #pragma unroll

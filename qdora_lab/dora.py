@@ -71,7 +71,7 @@ def _transient(base, t:Tensor, row_scale:Tensor=None)->Tensor:
     return base.dequantize(t.dtype, row_scale=row_scale, out=out)
 
 def _product_dtype(t:Tensor, dtype:torch.dtype)->torch.dtype:
-    "Dtype to form products of `t` in before summing them in `dtype`: bfloat16 as it is (float32's range), else `dtype` (float16's products of small gradients would underflow)."
+    "Dtype to form products of `t` in before a sum in `dtype`: bfloat16 as is (float32's range), else `dtype` (fp16 underflows)."
     return t.dtype if t.dtype == torch.bfloat16 else dtype
 
 def _column_dots(
