@@ -346,7 +346,8 @@ def main(argv=None):
            "overhead), each repetition the median of 5 x 20 replays per model; medians of the repetitions" if a.graphs else "each repetition one `triton.testing.do_bench` median per model (as ANCHORS.md was "
              "measured: L2 flushed before each call, no sync between calls); medians of the repetitions, ratios of the medians; "
              "'host (ms)': the CPU's time to launch one step while the GPU is held busy ahead of it (median of 15; a step whose "
-             "host time exceeds its device time is bound by the host)")
+             "host time exceeds its device time is bound by the host; under it the recompute=False row takes its exact branch, "
+             "its min |c| copy not having landed)")
     md = (f"# QDoRA training step beside the anchors ({a.device}{', CUDA graphs' if a.graphs else ''}{', dry run' if a.dry_run else ''})\n\n"
           f"`python bench/dora_step.py {a.device}{' --graphs' if a.graphs else ''}` on {dev}; {a.reps} interleaved repetitions; "
           + how + f"; {time.time() - t0:.0f} s in all.\n\n"

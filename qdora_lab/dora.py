@@ -109,12 +109,13 @@ class _HostRead:
     def __init__(self, t:Tensor):
         self.buf = None
         try:
+            if t.device.type != 'cuda': return                   # not on a GPU: value() stays None
             if torch.cuda.is_current_stream_capturing(): return  # in a graph the value is never known at capture time
             buf = torch.empty((), dtype=t.dtype, pin_memory=True)
             buf.copy_(t, non_blocking=True)
             self.done = torch.cuda.Event(); self.done.record(torch.cuda.current_stream(t.device))   # the copy's stream
             self.buf = buf
-        except RuntimeError: pass                               # no CUDA or pinned memory: value() stays None (exact branch)
+        except RuntimeError: pass                               # no pinned memory: value() stays None (exact branch)
     def value(self):
         if self.buf is None or torch.cuda.is_current_stream_capturing() or not self.done.query(): return None
         return float(self.buf)
