@@ -201,7 +201,7 @@ def split_k(ks, plans):
 
 @contextmanager
 def loads_as_before(plans):
-    "Inside: the plans' kernels are compiled with QL_MM_NO_HOIST / QL_DEQ_NO_HOIST (each unit's or chunk's loads after its branch, as before)."
+    "Inside: the plans' kernels are compiled with QL_MM_NO_HOIST / QL_DEQ_NO_HOIST (each unit's or chunk's loads after its branch, as before; 3-bit: no prefetch)."
     from qdora_lab import cuda
     plain = cuda.get_kernel
     def old(file, name, options=()):
@@ -291,7 +291,7 @@ def run(args):
                 row['ours_us'], row['ours_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
                 row['ours_kernel'] = repr(plans[0][0])
             if M == 1: krows.extend(sweep_split_k(label, N, K, bits, plans, x, dev))
-            if dev == 'cuda' and bits != 3:               # A/B: the same kernel with its loads as before this session
+            if dev == 'cuda':                             # A/B: the same kernel with its loads as before (QL_MM_NO_HOIST)
                 with loads_as_before([p for p, *_ in plans]):
                     check_ours(*plans[0], x, N, K, bits)
                     row['before_us'], row['before_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
@@ -400,8 +400,9 @@ def write(args, info, rows, drows, notes, mrows=()):
            "Anchors (ANCHORS.md, H100, measured earlier by the lead) are in parentheses.\n",
          "## y = x @ W.T\n",
          "'ours, loads as before': the same plans with the kernels compiled with QL_MM_NO_HOIST / QL_DEQ_NO_HOIST (each "
-         "unit's or chunk's activations and scale/zero loaded after its branch, as up to commit 291391b), timed "
-         "in the same process: the effect of hoisting those loads.\n",
+         "unit's or chunk's activations and scale/zero loaded after its branch, as up to commit 291391b; 3-bit: each chunk's "
+         "scale/zero and activations read without the L1 prefetches, as up to commit db3b0fe), timed in the same process: "
+         "the effect of hoisting or prefetching those loads.\n",
          "| work | dense bf16 (anchor) | tinygemm int4 (anchor) | hqq PYTORCH | ours | target | met | ours/dense | ours vs fp32 ref | ours, loads as before |",
          "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

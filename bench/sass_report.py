@@ -209,8 +209,10 @@ def analyze():
             unroll = hmma / d['hmma_per_iter'] if d.get('hmma_per_iter') else 1  # copies of the iteration in the loop
             if unroll != int(unroll) or unroll < 1: raise RuntimeError(f"{d['name']}: {hmma} HMMA in the loop, not a multiple of {d['hmma_per_iter']}")
             wpi = d['weights_per_iter'] * int(unroll)
+            start = part[0][0] if loop is not None else None
+            pf = sum(op.startswith('CCTL.E.PF') for a, op, _ in seq if start is not None and a < start)  # L1/L2 prefetches
             r = dict(d, mangled=m, **res.get(m, {}), n_instr=n_instr, ipw=n_instr / wpi, unroll=int(unroll), weights_loop=wpi,
-                     mem_all=mem_ops(seq), mem_loop=mem_ops(part), hmma=hmma)
+                     mem_all=mem_ops(seq), mem_loop=mem_ops(part), hmma=hmma, prefetches=pf)
             rows.append(r)
     shutil.rmtree(tmp, ignore_errors=True)
     return rows
@@ -236,6 +238,8 @@ def violations(r):
     if r['kind'] in DEQUANTIZE_KINDS:
         st = {op: n for op, n in r['mem_all'].items() if op.startswith('STG')}
         if any('.128' not in op for op in st): bad.append(f'stores narrower than 128 bits: {st}')
+    if r.get('prefetch_before_loop') and r['prefetches'] < r['prefetch_before_loop']:
+        bad.append(f"{r['prefetches']} prefetches before the main loop, expected at least {r['prefetch_before_loop']}")
     if r['loop']:
         lw = weight_loads(r, r['mem_loop'])
         if 'loop_weight_loads' in r:  # the mixed-bit kernels: the loads one iteration issues (cp.async per block: see the kernel)
@@ -311,10 +315,10 @@ def report(rows, shapes, nvrtc):
              fmt_ops({k: v for k, v in r['mem_all'].items() if k not in weight_loads(r, r['mem_all']) and k != 'LDGDEPBAR'}, 'LDG'),
              fmt_ops(r['mem_all'], 'STG') + ('; ' + fmt_ops(r['mem_all'], 'RED') if any(k.startswith('RED') for k in r['mem_all']) else ''),
              sum(n for op, n in r['mem_all'].items() if op.startswith('CALL')),
-             r['n_instr'], r['weights_loop'], f"{r['ipw']:.2f}", r['hmma'], '; '.join(violations(r)) or 'ok']
+             r['n_instr'], r['weights_loop'], f"{r['ipw']:.2f}", r['hmma'], r['prefetches'], '; '.join(violations(r)) or 'ok']
             for r in rows]
     hk = ['kernel', 'regs', 'spill st/ld B', 'stack B', 'smem B', 'weight loads', 'other loads', 'stores',
-          'CALL', 'loop instr', 'weights/iter/thread', 'instr/weight', 'HMMA in loop', 'check']
+          'CALL', 'loop instr', 'weights/iter/thread', 'instr/weight', 'HMMA in loop', 'prefetches before loop', 'check']
     sh = [[s['work'], s['kernel'], 'x'.join(map(str, s['grid'])), f"{s['ipw']:.2f}", f"{s['bytes'] / 1e6:.2f}",
            f"{s['t_bytes']:.2f}", f"{s['t_issue']:.2f}", f"{max(s['t_bytes'], s['t_issue']):.2f}",
            '-' if s['target'] is None else f"{s['target']:.1f}",
@@ -338,7 +342,10 @@ def report(rows, shapes, nvrtc):
         "chunk's group ends (the flushes and the split runs execute between its segments, once per group and chunk), "
         "8 x (codes per unit byte) weights per thread per run, its weight loads the L2-only `cp.async.cg` copies "
         "(`LDGSTS.E.BYPASS.128`, a block's 64 output rows x 16 unit rows per plane and run: every byte is a weight of "
-        "the run); a mixed layer runs one `ql_mb_mm` per width, so its bounds are the sums over its widths.\n\n"
+        "the run); a mixed layer runs one `ql_mb_mm` per width, so its bounds are the sums over its widths. "
+        "'prefetches before loop' counts the `prefetch.global.L1` (`CCTL.E.PF1`) issued before the main loop's first "
+        "instruction: `ql_mm_3bit` must prefetch every chunk's scale and zero of its two rows (40) and the weight lines of two "
+        "groups (4) there, since ptxas schedules the real loads a few mma before their use.\n\n"
         "## H100 roofline for issue 11's shapes (bf16 activations and meta)\n\n"
         + tabulate(sh, headers=hs, tablefmt='github') +
         "\n\n## NVRTC (the compiler CuPy uses) accepts the sources and every name expression\n\n"

@@ -39,6 +39,10 @@
 //     lane: 8 128-bit loads per group (2 rows x 4 k-steps, 4 int32 words = 4 columns each), all 10
 //     chunks used; two words' low and high 16-bit windows are interleaved by PRMT so one shift + one LOP3
 //     gives an A register (two columns of one chunk).
+//   Each chunk needs its own activations and scale/zero, which ptxas loads a few mma before their use (and half of
+//   a group's weights after its first mma): the block prefetches its tokens' activations into L1 at the start, and
+//   each segment the scale/zero of every chunk of its first group and the weights of its first two groups, so those
+//   loads hit L1 instead of waiting on L2/DRAM in turn.
 //
 // Memory-traffic bound: bytes(W_q) + bytes(meta) + bytes(x) + bytes(y): 4096 x 4096, 4-bit g64, bf16 meta,
 // M = 1: 8.4 MB + 1.0 MB, 3.1 us at 3.0 TB/s. Instruction issue (bench/results/sass_report.md) is below it.
@@ -213,11 +217,23 @@ __global__ void __launch_bounds__(QL_MM3_WARPS * 32) ql_mm_3bit(
     int M, int N, int K, int G, int n, int R) {            // G = K / 64, n = ceil(R / 10)
     typedef QT<T> H;
     constexpr int GK = 4;  // k-steps per group of 64
+#ifdef QL_MM_NO_HOIST
+    constexpr bool PRE3 = false;  // (benchmarks only: no L1 prefetches, as before, for an A/B in one process)
+#else
+    constexpr bool PRE3 = true;
+#endif
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tid = lane & 3;
     const int bs[2] = {static_cast<int>(blockIdx.x) * 16 + gid, static_cast<int>(blockIdx.x) * 16 + 8 + gid};
     const int tok0 = blockIdx.y * (8 * MT);
     const int zlo = G * blockIdx.z / gridDim.z, zhi = G * (blockIdx.z + 1) / gridDim.z;
     const int lo = zlo + (zhi - zlo) * warp / QL_MM3_WARPS, hi = zlo + (zhi - zlo) * (warp + 1) / QL_MM3_WARPS;
+    if constexpr (PRE3) {  // the block's activations into L1 (each chunk reads another group's), one line per thread,
+        const int valid = min(8 * MT, M - tok0);  // when they take at most 64 KB of it (else read where used, from L2)
+        if (valid * K <= 32768)
+            for (int t = 0; t < valid; ++t)
+                for (int l = threadIdx.x; l < K / 64; l += QL_MM3_WARPS * 32)
+                    ql_prefetch_l1(x + static_cast<ql_i64>(tok0 + t) * K + 64 * l);
+    }
     if (lo >= hi) return;  // no barrier in this kernel
     const ql_u32 ones[4] = {H::ONE2, H::ONE2, H::ONE2, H::ONE2};
     int j[10], ob[10];  // chunk k at group a: activations of group j[k], W rows ob[k] + slot
@@ -252,11 +268,34 @@ __global__ void __launch_bounds__(QL_MM3_WARPS * 32) ql_mm_3bit(
         xp[tt] = x + static_cast<ql_i64>(tok_ok[tt] ? t : 0) * K + 4 * tid;
     }
     const ql_u32 magic2 = ql_opaque(H::MAGIC2);
+    // PRE3: every chunk's scale/zero of a segment's first group prefetched into L1 before the segment's loop (no register
+    // held; the next groups' share those 32-byte sectors mostly). ptxas schedules loads, even prefetches placed inside
+    // the loop, a few mma before their use, so without this each chunk waits on memory in turn: 10 round trips per group
+    // instead of one. The loop's branch is what keeps these prefetches ahead of it.
+    auto prefetch_meta = [&](int a2) {
+#pragma unroll
+        for (int k = 0; k < 10; ++k)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int i2 = a2 + G * bs[h], r = k * n + i2;
+                if (i2 < n && r < R) { ql_prefetch_l1(scale + r); ql_prefetch_l1(zero + r); }
+            }
+    };
     for (int a = lo; a < hi;) {
         // a segment: groups [a, e) in which no chunk's group index wraps, so the inner loop never flushes
         int e = hi;
 #pragma unroll
         for (int k = 0; k < 10; ++k) e = min(e, a + G - j[k]);
+        if constexpr (PRE3) {
+            prefetch_meta(a);
+#pragma unroll
+            for (int d = 0; d < 2; ++d)  // and the weights of its first two groups: 2 lines per packed row, by lanes tid 0, 2
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int i2 = a + d + G * bs[h];
+                    if (a + d < e && i2 < n && !(tid & 1)) ql_prefetch_l1(Wq + static_cast<ql_i64>(i2) * 64 + 16 * tid);
+                }
+        }
         for (; a < e; ++a) {
             int ii[2];
             bool ok[2];

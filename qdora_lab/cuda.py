@@ -1224,7 +1224,8 @@ def kernel_instances()->list:
     for xd in ACT_DTYPES:
         for md in (xd, torch.float32):
             out.append(dict(file='mm', name=mm_name('3bit', 3, xd, 1, md), kind='3bit', nbits=3, mt=1,
-                            weights_per_iter=2 * 4 * 4 * 10, loop=True))
+                            weights_per_iter=2 * 4 * 4 * 10, loop=True,
+                            prefetch_before_loop=44))   # every chunk's scale and zero of both rows, 2 groups' weights (see the kernel)
     for dt in CTYPES:                                              # mixed-bit: dequantize, every result dtype
         for sc in (False, True):
             for rs in (False, True):
