@@ -200,17 +200,27 @@ def split_k(ks, plans):
 
 
 @contextmanager
-def loads_as_before(plans):
-    "Inside: the plans' kernels are compiled with QL_MM_NO_HOIST / QL_DEQ_NO_HOIST (each unit's or chunk's loads after its branch, as before; 3-bit: no prefetch)."
+def compiled_with(plans, defines):
+    "Inside: the plans' kernels are compiled with these `-D` switches (variants kept for an A/B in one process)."
     from qdora_lab import cuda
     plain = cuda.get_kernel
-    def old(file, name, options=()):
-        return plain(file, name, tuple(options) + ('-DQL_MM_NO_HOIST', '-DQL_DEQ_NO_HOIST'))
+    def variant(file, name, options=()):
+        return plain(file, name, tuple(options) + tuple(f'-D{d}' for d in defines))
     def clear():
         for p in plans: p._mm.clear(); p._deq.clear()
-    clear(); cuda.get_kernel = old
+    clear(); cuda.get_kernel = variant
     try: yield
     finally: cuda.get_kernel = plain; clear()
+
+
+def loads_as_before(plans):
+    "Inside: QL_MM_NO_HOIST / QL_DEQ_NO_HOIST (each unit's or chunk's loads after its branch, as before; 3-bit: no prefetch)."
+    return compiled_with(plans, ('QL_MM_NO_HOIST', 'QL_DEQ_NO_HOIST'))
+
+
+def half_sectors(plans):
+    "Inside: QL_DEQ_HALF_SECTORS (dequantize stores each 16-byte piece where it was made: half sectors, as before)."
+    return compiled_with(plans, ('QL_DEQ_HALF_SECTORS',))
 
 
 def check_ours(plan, q, s, z, x, N, K, bits):
@@ -320,6 +330,10 @@ def run(args):
                     check_ours(*plans[0], torch.randn(1, K, device=dev, dtype=BF), N, K, bits)
                     row['before_us'], row['before_how'] = timed([lambda p=p, s=s, z=z, i=i: p.dequantize(s, z, BF, out=outs[i % 2])
                                                                  for i, (p, _, s, z) in enumerate(plans)])
+                with half_sectors([p for p, *_ in plans]):      # A/B: each chunk's 16-byte pieces stored as made
+                    check_ours(*plans[0], torch.randn(1, K, device=dev, dtype=BF), N, K, bits)
+                    row['halfsec_us'], row['halfsec_how'] = timed([lambda p=p, s=s, z=z, i=i: p.dequantize(s, z, BF, out=outs[i % 2])
+                                                                   for i, (p, _, s, z) in enumerate(plans)])
                 h, why = hqq_layer(W, bits)
                 if h is not None: row['hqq_us'], row['hqq_how'] = timed([lambda: h.dequantize()])
                 else: row['hqq_us'], row['hqq_how'] = None, why
@@ -414,13 +428,17 @@ def write(args, info, rows, drows, notes, mrows=()):
                  f"{f1(r.get('hqq_us'))} | {f1(r.get('ours_us'))} | {f1(r.get('target_us'))} | {met} | {ratio} | "
                  f"{'-' if r.get('ours_err') is None else format(r['ours_err'], '.1e')} | {f1(r.get('before_us'))} |"
                  + (f" error: {r['error']}" if r.get('error') else ''))
-    L += ["\n## dequantize to bf16\n", "| work | ours | hqq | MB moved | ours TB/s | % of copy | target | met | ours, loads as before |",
-          "|---|---|---|---|---|---|---|---|---|"]
+    L += ["\n## dequantize to bf16\n",
+          "'ours, half-sector stores': compiled with QL_DEQ_HALF_SECTORS (each chunk's 16-byte pieces stored as made, as up "
+          "to commit db3b0fe: a warp's store writes half of each 32-byte sector it touches), timed in the same process.\n",
+          "| work | ours | hqq | MB moved | ours TB/s | % of copy | target | met | ours, loads as before | ours, half-sector stores |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
     for r in drows:
         met = '-' if r.get('target_us') is None or r.get('ours_us') is None else ('yes' if r['ours_us'] <= r['target_us'] else 'NO')
         L.append(f"| {r['work']} | {f1(r.get('ours_us'))} | {f1(r.get('hqq_us'))} | {f1(r.get('MB'))} | "
                  f"{'-' if r.get('ours_TBps') is None else format(r['ours_TBps'], '.2f')} | {f1(r.get('pct_of_copy'))} | "
-                 f"{f1(r.get('target_us'))} | {met} | {f1(r.get('before_us'))} |" + (f" error: {r['error']}" if r.get('error') else ''))
+                 f"{f1(r.get('target_us'))} | {met} | {f1(r.get('before_us'))} | {f1(r.get('halfsec_us'))} |"
+                 + (f" error: {r['error']}" if r.get('error') else ''))
     L += ["\n## Mixed-bit (MixedBitLinear, MixedBitPlan): y = x @ W.T\n",
           "16/32/16 groups of 64 input channels at 4/3/2 bits in a random channel permutation (3.0 bits per code; bpw "
           "counts the fp16 scale and zero and the permutation too); ours is the fused kernels (x permuted once, one "

@@ -26,6 +26,8 @@ def cases(quick=False, only=None):
         for ax in (1, 0):
             for dt, md in ((bf16, bf16), (f16, f16), (bf16, f32), (f32, bf16), (f16, bf16)):
                 out.append(('dequantize', nb, ax, 40, 128, 32 if nb == 3 else 64, dt, md, dt == bf16))
+    for nb, g in ((3, 8), (4, 16)):   # one thread per packed row: stores without a partner lane (axis 0 above has 5 per row)
+        out.append(('dequantize', nb, 1, 24, 48, g, f32, bf16, True))
     for nb in (4, 2):
         for dt in (bf16, f16):
             for N in (64, 2048):          # few rows: split-K with fp32 atomics; many: one block per rows

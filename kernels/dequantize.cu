@@ -15,8 +15,9 @@
 // 128-bit vectors once per thread and reused by all P chunks.
 //
 // Grid/block: 1-D, 256 threads, one thread per (packed row, CPT columns); consecutive threads take
-// consecutive columns, so loads and stores are coalesced. Needs C % CPT == 0 and N*K < 2^31 (the plan
-// falls back to PyTorch otherwise).
+// consecutive columns, so loads and stores are coalesced, and where a chunk takes two or more 16-byte stores the
+// lane pairs swap halves so that every store writes whole 32-byte sectors (ql_store_sectors). Needs C % CPT == 0
+// and N*K < 2^31 (the plan falls back to PyTorch otherwise).
 //
 // Arithmetic: out, zero and scale all bf16 (or all fp16) and codes exact in that type: the native path,
 // per code pair 1 PRMT (code | magic exponent byte), then three packed FMAs: - magic (exact), - zero,
@@ -35,28 +36,74 @@ template <> struct QlRound<float> {
     static __device__ __forceinline__ float r(float f) { return f; }
 };
 
-// store CPT values (given as fp32, already rounded to OUT) to out[0 .. CPT) with 128-bit stores
+// Store a thread's NS 16-byte pieces (one chunk's CPT values, contiguous at dst; `on`: the chunk is a real row) so
+// that each 128-bit store instruction writes whole 32-byte sectors. With NS >= 2 a thread's pieces are half sectors,
+// and a warp's store would touch 32 sectors for 512 bytes, twice the L2 write requests of whole sectors. Lanes t and
+// t^1 hold adjacent columns of one row when the row has an even number of threads (`pair`, the same for the whole
+// kernel), so they swap halves first and store k of the pair writes one whole sector, the even lane its first half:
+//     even lane: its pieces 0, 2, .. (sectors 0 .. S-1), then the odd lane's pieces 0, 2, .. (sectors S .. 2S-1)
+//     odd lane:  the even lane's pieces 1, 3, .. (second halves of 0 .. S-1), then its own pieces 1, 3, ..
+// Unpaired, a lane stores as an even lane without a partner for its first pieces and as an odd lane for its second:
+// its pieces in order. Every lane of the warp reaches the exchange (the kernel neither returns early nor breaks), so
+// the shuffle names the whole warp. (QL_DEQ_HALF_SECTORS, benchmarks only: the pieces as made, for an A/B.)
+__device__ __forceinline__ ql_u32 ql_shfl_xor1(ql_u32 v) {
+    ql_u32 d;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, 1, 0x1f, 0xffffffff;" : "=r"(d) : "r"(v));
+    return d;
+}
+__device__ __forceinline__ void ql_st128_if(void* p, const ql_u32x4& v, bool pred) {
+    asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %5, 0;\n\t@q st.global.v4.u32 [%0], {%1, %2, %3, %4};\n\t}"
+                 :: "l"(p), "r"(v.v[0]), "r"(v.v[1]), "r"(v.v[2]), "r"(v.v[3]), "r"(static_cast<int>(pred)) : "memory");
+}
+template <int NS>
+__device__ __forceinline__ void ql_store_sectors(void* dst, const ql_u32x4 (&h)[NS], bool pair, bool on) {
+    unsigned char* d = static_cast<unsigned char*>(dst);
+#ifndef QL_DEQ_HALF_SECTORS
+    if constexpr (NS >= 2) {
+        constexpr int S = NS / 2;  // whole sectors per thread
+        const ql_u32 lane = threadIdx.x & 31u;
+        const bool odd = pair && (lane & 1u), even = pair && !(lane & 1u);
+        ql_u32x4 recv[S];
+#pragma unroll
+        for (int s = 0; s < S; ++s) recv[s] = h[2 * s + 1];
+        if (pair) {
+#pragma unroll
+            for (int s = 0; s < S; ++s)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) recv[s].v[e] = ql_shfl_xor1((lane & 1u) ? h[2 * s].v[e] : h[2 * s + 1].v[e]);
+        }
+        const int off1 = odd ? 16 - 32 * S : 0, off2 = even ? 32 * S : 16;
+#pragma unroll
+        for (int s = 0; s < S; ++s) ql_st128_if(d + 32 * s + off1, odd ? recv[s] : h[2 * s], on);
+#pragma unroll
+        for (int s = 0; s < S; ++s) ql_st128_if(d + 32 * s + off2, even ? recv[s] : h[2 * s + 1], on);
+        return;
+    }
+#endif
+#pragma unroll
+    for (int k = 0; k < NS; ++k) ql_st128_if(d + 16 * k, h[k], on);
+}
+
+// store CPT values (given as fp32, already rounded to OUT) to out[0 .. CPT) with 128-bit stores (see ql_store_sectors)
 template <typename OUT, int CPT> struct QlStore;
 template <int CPT> struct QlStore<float, CPT> {
-    static __device__ __forceinline__ void run(float* out, const float (&v)[CPT]) {
+    static __device__ __forceinline__ void run(float* out, const float (&v)[CPT], bool pair, bool on) {
+        ql_u32x4 q[CPT / 4];
 #pragma unroll
-        for (int j = 0; j < CPT; j += 4) {
-            ql_u32x4 q;
+        for (int j = 0; j < CPT / 4; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) q.v[e] = __float_as_uint(v[j + e]);
-            ql_st128(out + j, q);
-        }
+            for (int e = 0; e < 4; ++e) q[j].v[e] = __float_as_uint(v[4 * j + e]);
+        ql_store_sectors<CPT / 4>(out, q, pair, on);
     }
 };
 template <typename OUT, int CPT> struct QlStore {
-    static __device__ __forceinline__ void run(ql_u16* out, const float (&v)[CPT]) {
+    static __device__ __forceinline__ void run(ql_u16* out, const float (&v)[CPT], bool pair, bool on) {
+        ql_u32x4 q[CPT / 8];
 #pragma unroll
-        for (int j = 0; j < CPT; j += 8) {
-            ql_u32x4 q;
+        for (int j = 0; j < CPT / 8; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) q.v[e] = QT<OUT>::pack(v[j + 2 * e], v[j + 2 * e + 1]);
-            ql_st128(out + j, q);
-        }
+            for (int e = 0; e < 4; ++e) q[j].v[e] = QT<OUT>::pack(v[8 * j + 2 * e], v[8 * j + 2 * e + 1]);
+        ql_store_sectors<CPT / 8>(out, q, pair, on);
     }
 };
 
@@ -108,9 +155,15 @@ __global__ void __launch_bounds__(256, 2) ql_dequantize(
     typedef typename QlPromote<OUT, META>::type SUB;       // dtype of codes - zero, and of the product
     // native packed path: everything in one half type, and the codes fit the magic number's mantissa
     constexpr bool NATIVE = QlSame<OUT, META>::value && QT<OUT>::HALF && NBITS <= QT<OUT>::MANT;
-    const int t = blockIdx.x * 256 + threadIdx.x;
-    if (t >= threads) return;
+    // WARP (a chunk takes two or more 16-byte stores): no early return and no break, so that every lane reaches the
+    // stores' shuffle (a lane past the end works on thread 0's columns and stores nothing, as does a padding row)
+    constexpr bool WARP = CPT * sizeof(typename QT<OUT>::storage) >= 32;
+    const int t_all = blockIdx.x * 256 + threadIdx.x;
+    const bool live = t_all < threads;
+    if (!WARP && !live) return;
+    const int t = live ? t_all : 0;
     const int per_row = C / CPT, i = t / per_row, c0 = (t - i * per_row) * CPT;
+    const bool pair = !(per_row & 1);  // threads t, t^1 write adjacent columns of one row (both live: threads is even)
     ql_u32 w[NW];
     {
         const ql_i64 off = static_cast<ql_i64>(i) * C + c0;
@@ -168,7 +221,8 @@ __global__ void __launch_bounds__(256, 2) ql_dequantize(
 #pragma unroll
     for (int k = 0; k < P; ++k) {
         const int r = k * n + i;
-        if (r >= R) break;  // zero-padded rows of the packing
+        const bool on = live && r < R;  // not a zero-padded row of the packing
+        if (!WARP && !on) break;
 #ifdef QL_DEQ_NO_HOIST
         chunk_rs(k); chunk_meta(k);
 #endif
@@ -189,9 +243,10 @@ __global__ void __launch_bounds__(256, 2) ql_dequantize(
 #pragma unroll
                 for (int m = 0; m < CPT / 2; ++m) p[m] = H::pack(QlRound<OUT>::r(__fmul_rn(H::lo(p[m]), rs[k])), QlRound<OUT>::r(__fmul_rn(H::hi(p[m]), rs[k])));
             }
+            ql_u32x4 q[CPT / 8];
 #pragma unroll
-            for (int j = 0; j < CPT / 8; ++j)
-                ql_st128(out + e0 + 8 * j, ql_u32x4{{p[4 * j], p[4 * j + 1], p[4 * j + 2], p[4 * j + 3]}});
+            for (int j = 0; j < CPT / 8; ++j) q[j] = ql_u32x4{{p[4 * j], p[4 * j + 1], p[4 * j + 2], p[4 * j + 3]}};
+            ql_store_sectors<CPT / 8>(out + e0, q, pair, on);
         } else {
             float v[CPT], f[CPT];
             ql_code_floats<NBITS, CPT>(w, k, f);
@@ -207,7 +262,7 @@ __global__ void __launch_bounds__(256, 2) ql_dequantize(
 #pragma unroll
                 for (int j = 0; j < CPT; ++j) v[j] = QlRound<OUT>::r(__fmul_rn(v[j], rs[k]));
             }
-            QlStore<OUT, CPT>::run(out + e0, v);
+            QlStore<OUT, CPT>::run(out + e0, v, pair, on);
         }
     }
 }

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['CTYPES', 'ACT_DTYPES', 'MAX_M', 'MB_MAX_M', 'MB_DEQ_SMEM', 'MB_KC', 'MB_STAGES', 'MB_SLOT', 'kernels_available',
            'kernel_source', 'source_digest', 'get_kernel', 'launch', 'ptr', 'PlanLayout', 'plan_layout',
-           'dequantize_reason', 'mm_kind', 'dequantize_name', 'mm_name', 'emulate_dequantize', 'prmt', 'halves',
-           'mma_a_index', 'mma_b_index', 'mma_c_index', 'frag_matrix', 'check_kappa', 'MMConfig', 'mm_config',
+           'dequantize_reason', 'mm_kind', 'dequantize_name', 'mm_name', 'emulate_dequantize', 'store_sectors', 'prmt',
+           'halves', 'mma_a_index', 'mma_b_index', 'mma_c_index', 'frag_matrix', 'check_kappa', 'MMConfig', 'mm_config',
            'emulate_mm_aligned', 'mm3_walk', 'emulate_mm_3bit', 'check_packed', 'HQQPlan', 'MBWidth', 'MBLayout',
            'mb_layout', 'mb_check_planes', 'mb_dequantize_reason', 'mb_mm_reason', 'mb_dequantize_name', 'mb_mm_name',
            'mb_columns', 'mb_info', 'emulate_mb_dequantize', 'MBLaunch', 'mb_mm_config', 'mb_x_columns', 'mb_slot',
@@ -199,7 +199,7 @@ def emulate_dequantize(
     writes = torch.zeros(lay.R * lay.C, dtype=torch.int32)
     for k in range(lay.P):
         r = k * lay.n + i
-        keep = r < lay.R                                           # `if (r >= R) break;`
+        keep = r < lay.R                                           # padding rows store nothing
         rk, ck = r[keep], cols[keep]
         midx = rk[:, None].expand_as(ck) if lay.axis == 1 else ck  # meta per grouped row / per column
         q = _codes(words[keep], k, lay.nbits)
@@ -213,6 +213,27 @@ def emulate_dequantize(
         out[e] = v
         writes[e] += 1
     return out.reshape(lay.N, lay.K), writes.reshape(lay.N, lay.K)
+
+# %% ../nbs/05_kernels.ipynb #1bfa5dbc
+def store_sectors(
+    ns:int,     # 16-byte pieces per thread and chunk (CPT x element size / 16)
+    pair:bool,  # lanes t, t^1 hold adjacent columns (a packed row has an even number of threads)
+)->list:        # per store instruction: [(byte offset from lane 0's first piece, (source lane, piece))] for 32 lanes
+    "`ql_store_sectors` for one warp whose lane l's pieces belong at bytes 16 ns l + 16 j: each store's address and source."
+    S, out = ns // 2, []
+    for k in range(ns):
+        row = []
+        for l in range(32):
+            d = 16 * ns * l
+            if ns < 2: row.append((d + 16 * k, (l, k))); continue
+            odd, even = pair and l % 2 == 1, pair and l % 2 == 0
+            s = k % S if S else 0
+            if k < S:   # first stores: the even lane's first halves, the odd lane's received second halves
+                row.append((d + 32 * s + ((16 - 32 * S) if odd else 0), (l ^ 1, 2 * s + 1) if odd else (l, 2 * s)))
+            else:       # then the odd lane's sectors: the even lane's received first halves, the odd lane's own seconds
+                row.append((d + 32 * s + (32 * S if even else 16), (l ^ 1, 2 * s) if even else (l, 2 * s + 1)))
+        out.append(row)
+    return out
 
 # %% ../nbs/05_kernels.ipynb #034bits
 def prmt(
