@@ -211,8 +211,10 @@ def analyze():
             wpi = d['weights_per_iter'] * int(unroll)
             start = part[0][0] if loop is not None else None
             pf = sum(op.startswith('CCTL.E.PF') for a, op, _ in seq if start is not None and a < start)  # L1/L2 prefetches
+            pf_loop = sum(op.startswith('CCTL.E.PF') for _, op, _ in part) if loop is not None else 0
             r = dict(d, mangled=m, **res.get(m, {}), n_instr=n_instr, ipw=n_instr / wpi, unroll=int(unroll), weights_loop=wpi,
-                     mem_all=mem_ops(seq), mem_loop=mem_ops(part), hmma=hmma, prefetches=pf)
+                     mem_all=mem_ops(seq), mem_loop=mem_ops(part), hmma=hmma, prefetches=pf,
+                     prefetches_loop=pf_loop)
             rows.append(r)
     shutil.rmtree(tmp, ignore_errors=True)
     return rows
@@ -240,6 +242,8 @@ def violations(r):
         if any('.128' not in op for op in st): bad.append(f'stores narrower than 128 bits: {st}')
     if r.get('prefetch_before_loop') and r['prefetches'] < r['prefetch_before_loop']:
         bad.append(f"{r['prefetches']} prefetches before the main loop, expected at least {r['prefetch_before_loop']}")
+    if r.get('prefetch_in_loop') and r['prefetches_loop'] < r['prefetch_in_loop'] * r['unroll']:
+        bad.append(f"{r['prefetches_loop']} prefetches in the main loop, expected at least {r['prefetch_in_loop'] * r['unroll']}")
     if r['loop']:
         lw = weight_loads(r, r['mem_loop'])
         if 'loop_weight_loads' in r:  # the mixed-bit kernels: the loads one iteration issues (cp.async per block: see the kernel)
@@ -316,10 +320,10 @@ def report(rows, shapes, nvrtc):
              fmt_ops({k: v for k, v in r['mem_all'].items() if k not in weight_loads(r, r['mem_all']) and k != 'LDGDEPBAR'}, 'LDG'),
              fmt_ops(r['mem_all'], 'STG') + ('; ' + fmt_ops(r['mem_all'], 'RED') if any(k.startswith('RED') for k in r['mem_all']) else ''),
              sum(n for op, n in r['mem_all'].items() if op.startswith('CALL')),
-             r['n_instr'], r['weights_loop'], f"{r['ipw']:.2f}", r['hmma'], r['prefetches'], '; '.join(violations(r)) or 'ok']
+             r['n_instr'], r['weights_loop'], f"{r['ipw']:.2f}", r['hmma'], f"{r['prefetches']} / {r['prefetches_loop']}", '; '.join(violations(r)) or 'ok']
             for r in rows]
     hk = ['kernel', 'regs', 'spill st/ld B', 'stack B', 'smem B', 'weight loads', 'other loads', 'stores',
-          'CALL', 'loop instr', 'weights/iter/thread', 'instr/weight', 'HMMA in loop', 'prefetches before loop', 'check']
+          'CALL', 'loop instr', 'weights/iter/thread', 'instr/weight', 'HMMA in loop', 'prefetches before / in loop', 'check']
     sh = [[s['work'], s['kernel'], 'x'.join(map(str, s['grid'])), f"{s['ipw']:.2f}", f"{s['bytes'] / 1e6:.2f}",
            f"{s['t_bytes']:.2f}", f"{s['t_issue']:.2f}", f"{max(s['t_bytes'], s['t_issue']):.2f}",
            '-' if s.get('x_l2') is None else f"{s['x_l2'] / 1e6:.2f}",
@@ -347,9 +351,11 @@ def report(rows, shapes, nvrtc):
         "the run); a mixed layer runs one `ql_mb_mm` per width, so its bounds are the sums over its widths. "
         "'x read by the blocks' is the activations' bytes all blocks read, mostly from L2 (every block of output rows "
         "reads its tokens' whole rows of x): not in the bounds, which count DRAM bytes, but L2 has a bandwidth too. "
-        "'prefetches before loop' counts the `prefetch.global.L1` (`CCTL.E.PF1`) issued before the main loop's first "
-        "instruction: `ql_mm_3bit` must prefetch every chunk's scale and zero of its two rows (40) and the weight lines of two "
-        "groups (4) there, since ptxas schedules the real loads a few mma before their use.\n\n"
+        "'prefetches before / in loop' counts the `prefetch.global.L1` (`CCTL.E.PF1`) issued before the main loop's first "
+        "instruction and inside it: `ql_mm_3bit` must prefetch every chunk's scale and zero of its two rows (40) and the "
+        "weight lines of two groups (4) before it, since ptxas schedules the real loads a few mma before their use; "
+        "`ql_mm_aligned` with two or more token tiles must prefetch each batch's activations (U units x MT tiles) in it, "
+        "ahead of the units' branches.\n\n"
         "## H100 roofline for issue 11's shapes (bf16 activations and meta)\n\n"
         + tabulate(sh, headers=hs, tablefmt='github') +
         "\n\n## NVRTC (the compiler CuPy uses) accepts the sources and every name expression\n\n"

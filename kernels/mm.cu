@@ -24,9 +24,9 @@
 //
 //   grid (ceil(N/P / 8), token tiles, KS), 8 warps splitting the units (group j, 64-column block) between
 //   them; units are loaded U at a time (U 128-bit loads in flight per lane) before any is used, with their scale/zero
-//   (but at 2 bits with MT >= 2) and, with one token tile (MT = 1), their activations: U units then cost one memory
-//   round trip, not U; each unit's
-//   sums get its group's scale and zero at once (per 64 columns: exact, the algebra is linear). The 8 warps'
+//   (but at 2 bits with MT >= 2) and, with one token tile (MT = 1), their activations (with more, those are
+//   prefetched into L1 instead, ahead of the units' branches): U units then cost one memory round trip, not U; each
+//   unit's sums get its group's scale and zero at once (per 64 columns: exact, the algebra is linear). The 8 warps'
 //   sums are added in shared memory in a fixed order. KS > 1 (few rows: split-K over blocks) adds them
 //   with fp32 atomics into a zeroed fp32 buffer instead (ATOMIC).
 //
@@ -63,13 +63,14 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
     int units, int lcb) {                                  // units = G << lcb, lcb = log2(g / 64)
     typedef QT<T> H;
     constexpr int P = QlPack<NBITS>::P, NT = P / 2, U = MT >= 4 ? 2 : 4;
-    // PRE: with one token tile the U units' activations are loaded with their weights; PREM: their scale/zero too (with
-    // one token tile, or one chunk pair: at 2 bits and MT >= 2 the registers would halve the resident blocks)
+    // PRE: with one token tile the U units' activations are loaded with their weights; PREM: their scale/zero too
+    // (with one token tile, or one chunk pair: at 2 bits and MT >= 2 the registers would halve the resident blocks);
+    // PF: with more token tiles the units' activations are prefetched into L1 instead (no registers)
     // (QL_MM_NO_HOIST, benchmarks only: every unit's loads after its branch, as before, for an A/B in one process)
 #ifdef QL_MM_NO_HOIST
-    constexpr bool PRE = false, PREM = false;
+    constexpr bool PRE = false, PREM = false, PF = false;
 #else
-    constexpr bool PRE = MT == 1, PREM = MT == 1 || NT == 1;
+    constexpr bool PRE = MT == 1, PREM = MT == 1 || NT == 1, PF = true;
 #endif
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tid = lane & 3;
     const int b = blockIdx.x * 8 + gid;  // this lane's slot
@@ -127,6 +128,16 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
                     scp[u][c][h] = row_ok && in ? QlMeta<META>::load(sp[c][h] + a) : 0.f;
                     zzp[u][c][h] = (in ? QlMeta<META>::load(zp[c][h] + a) : 0.f) + H::MAGIC;
                 }
+        }
+        // PF: what is not hoisted (activations with more token tiles, 2-bit scale/zero at MT >= 2: registers) is
+        // prefetched into L1 here, before the units' branches, which keep ptxas from sinking it to its use; the loads
+        // below then hit L1 instead of costing one L2 round trip per unit
+#pragma unroll
+        for (int u = 0; u < ((PF && !PRE) ? U : 0); ++u) {
+            const int q = q0 + u;
+            const bool in = q < hi;
+#pragma unroll
+            for (int tt = 0; tt < MT; ++tt) ql_prefetch_l1_if(xp[tt] + 64 * q, in && tok_ok[tt]);
         }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
