@@ -190,7 +190,7 @@ def split_k(ks, plans):
         c = chosen(lay, kind, M, x_dtype, meta_dtype, sms)
         atomic = kind == '3bit' or ks > 1
         return c._replace(grid=c.grid[:2] + (ks,), ks=ks, atomic=atomic,
-                          name=mm_name(kind, lay.nbits, x_dtype, c.mt, meta_dtype, atomic))
+                          name=mm_name(kind, lay.nbits, x_dtype, c.mt, meta_dtype, atomic, c.rw))
     for p in plans: p._mm.clear()          # launch closures are built (with their config) on first use
     cuda.mm_config = forced
     try: yield
@@ -211,6 +211,20 @@ def compiled_with(plans, defines):
     clear(); cuda.get_kernel = variant
     try: yield
     finally: cuda.get_kernel = plain; clear()
+
+
+@contextmanager
+def one_row_group(plans):
+    "Inside: every aligned matmul block owns one row group of 8 slots (`mm_config(..., rw=1)`, as up to commit f4fb761)."
+    from qdora_lab import cuda
+    chosen = cuda.mm_config
+    def forced(lay, kind, M, x_dtype, meta_dtype, sms=132): return chosen(lay, kind, M, x_dtype, meta_dtype, sms, rw=1)
+    for p in plans: p._mm.clear()
+    cuda.mm_config = forced
+    try: yield
+    finally:
+        cuda.mm_config = chosen
+        for p in plans: p._mm.clear()
 
 
 def loads_as_before(plans):
@@ -301,6 +315,10 @@ def run(args):
                 row['ours_us'], row['ours_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
                 row['ours_kernel'] = repr(plans[0][0])
             if M == 1: krows.extend(sweep_split_k(label, N, K, bits, plans, x, dev))
+            if dev == 'cuda' and M > 16 and bits != 3:    # A/B: one row group of 8 slots per block, as before
+                with one_row_group([p for p, *_ in plans]):
+                    check_ours(*plans[0], x, N, K, bits)
+                    row['rw1_us'], row['rw1_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
             if dev == 'cuda':                             # A/B: the same kernel with its loads as before (QL_MM_NO_HOIST)
                 with loads_as_before([p for p, *_ in plans]):
                     check_ours(*plans[0], x, N, K, bits)
@@ -417,8 +435,10 @@ def write(args, info, rows, drows, notes, mrows=()):
          "unit's or chunk's activations and scale/zero loaded after its branch, as up to commit 291391b; 3-bit: each chunk's "
          "scale/zero and activations read without the L1 prefetches, as up to commit db3b0fe), timed in the same process: "
          "the effect of hoisting or prefetching those loads.\n",
-         "| work | dense bf16 (anchor) | tinygemm int4 (anchor) | hqq PYTORCH | ours | target | met | ours/dense | ours vs fp32 ref | ours, loads as before |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "'ours, one row group per block' (M > 16 only): the blocks own 8 slots as up to commit f4fb761 (`mm_config(..., "
+         "rw=1)`), instead of two row groups that share their activation reads.\n",
+         "| work | dense bf16 (anchor) | tinygemm int4 (anchor) | hqq PYTORCH | ours | target | met | ours/dense | ours vs fp32 ref | ours, loads as before | ours, one row group per block |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         shape = r['work'].split()[0]
         anc = ANCHORS.get((shape, r['M']), (None, None))
@@ -426,7 +446,7 @@ def write(args, info, rows, drows, notes, mrows=()):
         ratio = '-' if not (r.get('ours_us') and r.get('dense_us')) else f"{r['dense_us'] / r['ours_us']:.2f}x faster"
         L.append(f"| {r['work']} | {f1(r.get('dense_us'))} ({f1(anc[0])}) | {f1(r.get('tinygemm_us'))} ({f1(anc[1])}) | "
                  f"{f1(r.get('hqq_us'))} | {f1(r.get('ours_us'))} | {f1(r.get('target_us'))} | {met} | {ratio} | "
-                 f"{'-' if r.get('ours_err') is None else format(r['ours_err'], '.1e')} | {f1(r.get('before_us'))} |"
+                 f"{'-' if r.get('ours_err') is None else format(r['ours_err'], '.1e')} | {f1(r.get('before_us'))} | {f1(r.get('rw1_us'))} |"
                  + (f" error: {r['error']}" if r.get('error') else ''))
     L += ["\n## dequantize to bf16\n",
           "'ours, half-sector stores': compiled with QL_DEQ_HALF_SECTORS (each chunk's 16-byte pieces stored as made, as up "

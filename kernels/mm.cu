@@ -15,19 +15,19 @@
 // alike, so B is two consecutive activation pairs as they sit in memory, and A is two PRMTs of a word.
 //
 // ql_mm_aligned (4-bit, 2-bit; N % P == 0, g % 64 == 0): packed row i = b*G + j holds group j of W rows
-// b + k*N/P, k = 0..P-1 (slot b). A block owns 8 slots, i.e. 8*P whole W rows, so no other block writes
+// b + k*N/P, k = 0..P-1 (slot b). A block owns 8*RW slots, i.e. 8*RW*P whole W rows, so no other block writes
 // them. mma tile c pairs chunks 2c and 2c+1: rows gid = chunk 2c of slot gid, rows gid+8 = chunk 2c+1:
 //
 //     lane (gid, tid): one 128-bit load = 16 bytes of packed row (b0+gid)*G + j, columns 16tid .. 16tid+15
 //     byte = [ chunk 0 | chunk 1 ] (4-bit), [ c0 | c1 | c2 | c3 ] (2-bit): every code of the word is used
 //     word s (4 columns) = k-step s: chunk 2c -> A rows gid, chunk 2c+1 -> A rows gid+8
 //
-//   grid (ceil(N/P / 8), token tiles, KS), 8 warps splitting the units (group j, 64-column block) between
-//   them; units are loaded U at a time (U 128-bit loads in flight per lane) before any is used, with their scale/zero
+//   grid (ceil(N/P / (8 RW)), token tiles, KS); RW row groups of 8 slots (1, or 2 with four token tiles), each
+//   taken by 8/RW warps splitting the units (group j, 64-column block) between them; units are loaded U at a time (U 128-bit loads in flight per lane) before any is used, with their scale/zero
 //   (but at 2 bits with MT >= 2) and, with one token tile (MT = 1), their activations (with more, those are
 //   prefetched into L1 instead, ahead of the units' branches): U units then cost one memory round trip, not U; each
-//   unit's sums get its group's scale and zero at once (per 64 columns: exact, the algebra is linear). The 8 warps'
-//   sums are added in shared memory in a fixed order. KS > 1 (few rows: split-K over blocks) adds them
+//   unit's sums get its group's scale and zero at once (per 64 columns: exact, the algebra is linear). A row group's
+//   warps' sums are added in shared memory in a fixed order. KS > 1 (few rows: split-K over blocks) adds them
 //   with fp32 atomics into a zeroed fp32 buffer instead (ATOMIC).
 //
 // ql_mm_3bit (any N, g = 64): packed row i holds 10 chunks, chunk k being group (k*n + i) % G of W row
@@ -51,7 +51,7 @@
 #define QL_MM_WARPS 8
 #define QL_MM3_WARPS 4
 
-template <int NBITS, typename T, int MT, typename META, bool ATOMIC>
+template <int NBITS, typename T, int MT, typename META, bool ATOMIC, int RW>
 __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
     const typename QT<T>::storage* __restrict__ x,         // [M, K] row-major
     const ql_u8* __restrict__ Wq,                          // packed codes [nb*G, g]
@@ -72,12 +72,16 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
 #else
     constexpr bool PRE = MT == 1, PREM = MT == 1 || NT == 1, PF = true;
 #endif
+    // RW row groups of 8 slots per block, each split over KW = 8 / RW warps by units: with RW = 2 the two warps that
+    // take the same units read the same activations, the second from L1, so the blocks read half as much x from L2
+    constexpr int KW = QL_MM_WARPS / RW;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tid = lane & 3;
-    const int b = blockIdx.x * 8 + gid;  // this lane's slot
+    const int wr = RW == 1 ? 0 : warp / KW, wk = warp - wr * KW;  // (RW = 1: the warp index alone, as before)
+    const int b = (blockIdx.x * RW + wr) * 8 + gid;  // this lane's slot
     const bool row_ok = b < nb;
     const int tok0 = blockIdx.y * (8 * MT);
     const int zlo = units * blockIdx.z / gridDim.z, zhi = units * (blockIdx.z + 1) / gridDim.z;  // units < 2^16
-    const int lo = zlo + (zhi - zlo) * warp / QL_MM_WARPS, hi = zlo + (zhi - zlo) * (warp + 1) / QL_MM_WARPS;
+    const int lo = zlo + (zhi - zlo) * wk / KW, hi = zlo + (zhi - zlo) * (wk + 1) / KW;
     // unit q = (group q >> lcb, 64-column block q & (2^lcb - 1)) starts at column (q >> lcb)*g + (q & ..)*64 = 64q
     const ql_u8* wp = Wq + static_cast<ql_i64>(row_ok ? b : 0) * G * g + 16 * tid;
     const typename QT<T>::storage* xp[MT];
@@ -193,7 +197,7 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
                 }
         }
     }
-    // the 8 warps' sums, added in a fixed order (deterministic)
+    // each row group's warps' sums, added in a fixed order (deterministic)
     __shared__ float red[QL_MM_WARPS][MT * 4][32];
 #pragma unroll
     for (int c = 0; c < NT; ++c) {
@@ -204,10 +208,10 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
         __syncthreads();
 #pragma unroll
         for (int idx = 0; idx < MT * 4; ++idx) {
-            if (idx % QL_MM_WARPS != warp) continue;
+            if (idx % KW != wk) continue;
             float sum = 0.f;
 #pragma unroll
-            for (int w2 = 0; w2 < QL_MM_WARPS; ++w2) sum += red[w2][idx][lane];
+            for (int w2 = 0; w2 < KW; ++w2) sum += red[wr * KW + w2][idx][lane];
             const int tt = idx / 4, v = idx % 4, o = (2 * c + (v >> 1)) * nb + b, t = tok0 + tt * 8 + 2 * tid + (v & 1);
             if (row_ok && t < M) {
                 if (ATOMIC) ql_red_add(y32 + static_cast<ql_i64>(t) * N + o, sum);

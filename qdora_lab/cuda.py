@@ -163,10 +163,10 @@ def dequantize_name(nbits:int, axis:int, out:torch.dtype, meta:torch.dtype)->str
     "The `ql_dequantize` template instance for these types."
     return f"ql_dequantize<{nbits}, {axis}, {CTYPES[out]}, {CTYPES[meta]}>"
 
-def mm_name(kind:str, nbits:int, x:torch.dtype, mt:int, meta:torch.dtype, atomic:bool=True)->str:
-    "The `ql_mm_aligned` / `ql_mm_3bit` template instance for these types."
+def mm_name(kind:str, nbits:int, x:torch.dtype, mt:int, meta:torch.dtype, atomic:bool=True, rw:int=1)->str:
+    "The `ql_mm_aligned` / `ql_mm_3bit` template instance for these types (rw: row groups of 8 slots per block)."
     if kind == '3bit': return f"ql_mm_3bit<{CTYPES[x]}, {mt}, {CTYPES[meta]}>"
-    return f"ql_mm_aligned<{nbits}, {CTYPES[x]}, {mt}, {CTYPES[meta]}, {'true' if atomic else 'false'}>"
+    return f"ql_mm_aligned<{nbits}, {CTYPES[x]}, {mt}, {CTYPES[meta]}, {'true' if atomic else 'false'}, {rw}>"
 
 # %% ../nbs/05_kernels.ipynb #031emudeq
 def _promote(a:torch.dtype, b:torch.dtype)->torch.dtype:
@@ -301,6 +301,7 @@ class MMConfig(NamedTuple):
     mt:int        # n8 token tiles per warp
     ks:int        # K splits over blocks
     atomic:bool   # partial sums added with fp32 atomics into a zeroed buffer (then cast)
+    rw:int = 1    # row groups of 8 slots per block (`ql_mm_aligned`), each taken by 8 / rw warps
 
 def mm_config(
     lay:PlanLayout,       # from `plan_layout`
@@ -309,20 +310,22 @@ def mm_config(
     x_dtype:torch.dtype,  # activations: float16 or bfloat16
     meta_dtype:torch.dtype, # scale/zero as the kernel reads them: x_dtype or float32
     sms:int=132,          # multiprocessors of the device
+    rw:int=None,          # aligned: row groups of 8 slots per block (None: 2 with four token tiles, else 1)
 )->MMConfig:
     "Tiles, grid and split-K for a fused matmul of `M` rows (split K over blocks only when rows are too few)."
     if kind == '3bit':
         slots = -(-lay.n // (lay.K // 64))               # packed rows a + G*b, b = slot
-        mt, tiles, units, warps = 1, -(-slots // 16), lay.K // 64, 4
-    else:
+        mt, rw, tiles, units, warps = 1, 1, -(-slots // 16), lay.K // 64, 4
+    else:                                                # four token tiles: two row groups share a block's x reads
         mt = 1 if M <= 8 else 2 if M <= 16 else 4
-        tiles, units, warps = -(-(lay.N // lay.P) // 8), (lay.K // lay.g) * (lay.g // 64), 8
+        rw = (2 if mt == 4 else 1) if rw is None else check_choice(rw, 'rw', (1, 2))
+        tiles, units, warps = -(-(lay.N // lay.P) // (8 * rw)), (lay.K // lay.g) * (lay.g // 64), 8
     gy = -(-M // (8 * mt))
     # split K over blocks only when rows are few, to about 2 blocks per SM (rounded down: no tail wave)
-    ks = max(1, min(2 * sms // (tiles * gy), units // warps)) if 2 * tiles * gy < sms else 1
+    ks = max(1, min(2 * sms // (tiles * gy), units // (warps // rw))) if 2 * tiles * gy < sms else 1
     atomic = kind == '3bit' or ks > 1
-    return MMConfig(mm_name(kind, lay.nbits, x_dtype, mt, meta_dtype, atomic), (tiles, gy, ks), (warps * 32, 1, 1),
-                    mt, ks, atomic)
+    return MMConfig(mm_name(kind, lay.nbits, x_dtype, mt, meta_dtype, atomic, rw), (tiles, gy, ks), (warps * 32, 1, 1),
+                    mt, ks, atomic, rw)
 
 # %% ../nbs/05_kernels.ipynb #051emumm
 _MAGIC = {torch.bfloat16: 128., torch.float16: 1024.}
@@ -344,7 +347,7 @@ def emulate_mm_aligned(
 )->tuple:              # (y [M, N] fp32 before the final rounding, writes per element)
     "`ql_mm_aligned` in PyTorch: per lane the words and activations it loads, the mma fragments, the epilogue."
     P, nb, G, g, M = lay.P, lay.N // lay.P, lay.K // lay.g, lay.g, x.shape[0]
-    T, gy = cfg.grid[0], cfg.grid[1]
+    T, gy = cfg.grid[0] * cfg.rw, cfg.grid[1]                      # T row groups of 8 slots
     Mp = gy * 8 * cfg.mt                                           # padded tokens: gridDim.y tiles of 8*MT
     lcb = (g // 64).bit_length() - 1
     Q = G << lcb
@@ -388,7 +391,7 @@ def emulate_mm_aligned(
     chunk = 2 * torch.arange(P // 2)[None, :, None] + rows // 8        # [1, NT, 16]
     okr = (slot_r < nb)[:, None].expand(T, P // 2, 16)
     y = torch.zeros(T, P // 2, 16, Mp)
-    for lo, hi in _segments(Q, cfg.grid[2], cfg.block[0] // 32):      # each (split, warp), in its order
+    for lo, hi in _segments(Q, cfg.grid[2], cfg.block[0] // 32 // cfg.rw):  # each (split, warp of a row group)
         for qq in range(lo, hi):
             r = (chunk * nb + slot_r[:, None]) * G + int(a[qq])        # [T, NT, 16]
             s_ = torch.where(okr, sf[r.clamp(max=sf.numel() - 1)], 0.)
@@ -1237,10 +1240,10 @@ def kernel_instances()->list:
                                     weights_per_iter=(8 if nb == 3 else 16) * pack_factor(nb), loop=False))
     for nb in (4, 2):
         for xd in ACT_DTYPES:
-            for mt in (1, 2, 4):
+            for mt, rw in ((1, 1), (2, 1), (4, 2), (4, 1)):     # (4, 1): the one-row-group variant, for an A/B
                 for md in (xd, torch.float32):
                     for at in (False, True):
-                        out.append(dict(file='mm', name=mm_name('aligned', nb, xd, mt, md, at), kind='aligned', nbits=nb,
+                        out.append(dict(file='mm', name=mm_name('aligned', nb, xd, mt, md, at, rw), kind='aligned', nbits=nb,
                                         mt=mt, weights_per_iter=(2 if mt >= 4 else 4) * 16 * pack_factor(nb), loop=True,
                                         prefetch_in_loop=(2 if mt >= 4 else 4) * mt if mt >= 2 else 0))  # x of U units x MT tiles
     for xd in ACT_DTYPES:
