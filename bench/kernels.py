@@ -228,8 +228,8 @@ def one_row_group(plans):
 
 
 def loads_as_before(plans):
-    "Inside: QL_MM_NO_HOIST / QL_DEQ_NO_HOIST (each unit's or chunk's loads after its branch, as before; 3-bit: no prefetch)."
-    return compiled_with(plans, ('QL_MM_NO_HOIST', 'QL_DEQ_NO_HOIST'))
+    "Inside: QL_MM_NO_HOIST / QL_DEQ_NO_HOIST / QL_MB_NO_PREFETCH (each unit's or chunk's loads after its branch, no prefetches: as before)."
+    return compiled_with(plans, ('QL_MM_NO_HOIST', 'QL_DEQ_NO_HOIST', 'QL_MB_NO_PREFETCH'))
 
 
 def half_sectors(plans):
@@ -406,6 +406,11 @@ def run(args):
                                                          for i, (p, s, z) in enumerate(plans)])
                 row['ours_TBps'] = row['MB'] / row['ours_us']
                 row['pct_of_copy'] = 100 * row['ours_TBps'] / info['copy_TBps']
+                with loads_as_before([p for p, *_ in plans]):   # A/B: each chunk's table entries loaded at its start
+                    if not torch.equal(plans[0][0].dequantize(plans[0][1], plans[0][2], BF), ml._dequantize(BF)):
+                        raise AssertionError("mixed-bit dequantize (loads as before) is not bit-exact")
+                    row['before_us'], row['before_how'] = timed([lambda p=p, s=s, z=z, i=i: p.dequantize(s, z, BF, out=outs[i % 2])
+                                                                 for i, (p, s, z) in enumerate(plans)])
             else: ml._dequantize(BF)  # the reference path runs
         except Exception as e:
             row['error'] = f'{type(e).__name__}: {e}'
@@ -431,8 +436,10 @@ def write(args, info, rows, drows, notes, mrows=()):
            "copies of the weights (more than 2x L2), bf16 activations, g64, axis=1, meta in bf16. "
            "Anchors (ANCHORS.md, H100, measured earlier by the lead) are in parentheses.\n",
          "## y = x @ W.T\n",
-         "'ours, loads as before': the same plans with the kernels compiled with QL_MM_NO_HOIST / QL_DEQ_NO_HOIST (each "
-         "unit's or chunk's activations and scale/zero loaded after its branch, as up to commit 291391b; 3-bit: each chunk's "
+         "'ours, loads as before' (here and in the dequantize table): the same plans with the kernels compiled with "
+         "QL_MM_NO_HOIST / QL_DEQ_NO_HOIST / QL_MB_NO_PREFETCH (each "
+         "unit's or chunk's activations and scale/zero loaded after its branch, as up to commit 291391b; mixed-bit dequantize: "
+         "each chunk's table entries loaded at its start, as up to commit a7d49c9; 3-bit: each chunk's "
          "scale/zero and activations read without the L1 prefetches, as up to commit db3b0fe), timed in the same process: "
          "the effect of hoisting or prefetching those loads.\n",
          "'ours, one row group per block' (M > 16 only): the blocks own 8 slots as up to commit f4fb761 (`mm_config(..., "

@@ -25,7 +25,8 @@
 // threads mostly share a group and its scale/zero) and stores per position the addresses of the two plane rows
 // that hold the column (absolute 64-bit, so one code path serves every width) and a packed descriptor:
 //
-//   phase 1, thread t = sorted position t: two 128-bit loads (high and low plane rows, 16 output rows each),
+//   phase 1, thread t = sorted position t (its table entries loaded during the previous chunk): two 128-bit
+//            loads (high and low plane rows, 16 output rows each),
 //            16 codes, fp32 arithmetic with scale/zero from shared memory ([group][16 rows], staged once per
 //            block), 16 values to a column of the shared tile [256 columns][16 rows]
 //   phase 2, thread (row pair, 8 columns): 8 32-bit shared loads, PRMT, two 128-bit stores (rows 2p, 2p+1)
@@ -140,17 +141,32 @@ __global__ void __launch_bounds__(QL_MB_KC) ql_mb_dequantize(
     float rs[16];
 #pragma unroll
     for (int r = 0; r < 16; ++r) rs[r] = RS ? ql_ld32f(row_scale + o0 + r) : 1.f;
+    // each chunk's table entries (plane-row addresses, descriptor) are loaded one chunk ahead, during the previous
+    // chunk's work, so a chunk waits on memory once (its weights) instead of twice (the table, then the weights it
+    // points to). (QL_MB_NO_PREFETCH, benchmarks only: loaded at the chunk's start, as before, for an A/B.)
+#ifdef QL_MB_NO_PREFETCH
+    constexpr bool AHEAD = false;
+#else
+    constexpr bool AHEAD = true;
+#endif
+    ql_u32x4 a_next = {{0u, 0u, 0u, 0u}};
+    ql_u32x2 d_next = {{0u, 0u}};
+    if (AHEAD && c_lo < c_hi) {
+        const ql_i64 e = static_cast<ql_i64>(c_lo) * QL_MB_KC + t;
+        a_next = ql_ld128(addr + 2 * e); d_next = ql_ld64(info + 2 * e);
+    }
     for (int ch = c_lo; ch < c_hi; ++ch) {
         __syncthreads();  // meta staged / the previous chunk's tile read
         {   // phase 1: sorted position t of chunk ch, 16 rows
             const ql_i64 e = static_cast<ql_i64>(ch) * QL_MB_KC + t;
-            const ql_u32x4 a = ql_ld128(addr + 2 * e);
-            const ql_u32x2 d = ql_ld64(info + 2 * e);
+            const ql_u32x4 a = AHEAD ? a_next : ql_ld128(addr + 2 * e);
+            const ql_u32x2 d = AHEAD ? d_next : ql_ld64(info + 2 * e);
             const ql_u32 sA = d.v[0] & 15u, bA = (d.v[0] >> 4) & 15u, sB = (d.v[0] >> 8) & 15u, bB = (d.v[0] >> 12) & 15u;
             const int kl = (d.v[0] >> 16) & 255u, gr = d.v[1];
             const ql_u8* pA = reinterpret_cast<const ql_u8*>((static_cast<ql_u64>(a.v[1]) << 32) | a.v[0]) + o0;
             const ql_u8* pB = reinterpret_cast<const ql_u8*>((static_cast<ql_u64>(a.v[3]) << 32) | a.v[2]) + o0;
             const ql_u32x4 wA = ql_ld_keep_if(pA, true), wB = ql_ld_keep_if(pB, bB != 0u);
+            if (AHEAD && ch + 1 < c_hi) { a_next = ql_ld128(addr + 2 * (e + QL_MB_KC)); d_next = ql_ld64(info + 2 * (e + QL_MB_KC)); }
             const ql_u32 mA = ((1u << bA) - 1u) * 0x01010101u, mB = ((1u << bB) - 1u) * 0x01010101u;
             ql_u32 code[4];  // the codes of rows 4w .. 4w+3, one per byte
 #pragma unroll
