@@ -354,8 +354,8 @@ def report(rows, shapes, nvrtc):
         "'prefetches before / in loop' counts the `prefetch.global.L1` (`CCTL.E.PF1`) issued before the main loop's first "
         "instruction and inside it: `ql_mm_3bit` must prefetch every chunk's scale and zero of its two rows (40) and the "
         "weight lines of two groups (4) before it, since ptxas schedules the real loads a few mma before their use; "
-        "`ql_mm_aligned` with two or more token tiles must prefetch each batch's activations (U units x MT tiles) in it, "
-        "ahead of the units' branches.\n\n"
+        "`ql_mm_aligned` must prefetch the next batch's U weight lines into L2 in it, and with two or more token tiles each "
+        "batch's activations too (U units x MT tiles), ahead of the units' branches.\n\n"
         "## H100 roofline for issue 11's shapes (bf16 activations and meta)\n\n"
         + tabulate(sh, headers=hs, tablefmt='github') +
         "\n\n## NVRTC (the compiler CuPy uses) accepts the sources and every name expression\n\n"

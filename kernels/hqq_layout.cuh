@@ -100,6 +100,10 @@ __device__ __forceinline__ void ql_prefetch_l1(const void* p) {
 __device__ __forceinline__ void ql_prefetch_l1_if(const void* p, bool pred) {
     asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %1, 0;\n\t@q prefetch.global.L1 [%0];\n\t}" :: "l"(p), "r"(static_cast<int>(pred)));
 }
+// Into L2 only (for data read once, with L1::no_allocate loads), predicated.
+__device__ __forceinline__ void ql_prefetch_l2_if(const void* p, bool pred) {
+    asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %1, 0;\n\t@q prefetch.global.L2 [%0];\n\t}" :: "l"(p), "r"(static_cast<int>(pred)));
+}
 __device__ __forceinline__ void ql_st128(void* p, const ql_u32x4& v) {
     asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};" :: "l"(p), "r"(v.v[0]), "r"(v.v[1]), "r"(v.v[2]), "r"(v.v[3]) : "memory");
 }

@@ -65,7 +65,8 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
     constexpr int P = QlPack<NBITS>::P, NT = P / 2, U = MT >= 4 ? 2 : 4;
     // PRE: with one token tile the U units' activations are loaded with their weights; PREM: their scale/zero too
     // (with one token tile, or one chunk pair: at 2 bits and MT >= 2 the registers would halve the resident blocks);
-    // PF: with more token tiles the units' activations are prefetched into L1 instead (no registers)
+    // PF: with more token tiles the units' activations are prefetched into L1 instead (no registers), and at any MT the
+    // next batch's weights into L2
     // (QL_MM_NO_HOIST, benchmarks only: every unit's loads after its branch, as before, for an A/B in one process)
 #ifdef QL_MM_NO_HOIST
     constexpr bool PRE = false, PREM = false, PF = false;
@@ -133,6 +134,9 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
                     zzp[u][c][h] = (in ? QlMeta<META>::load(zp[c][h] + a) : 0.f) + H::MAGIC;
                 }
         }
+        // PF: the next batch's weights into L2 now, so its loads (issued after this batch's work) wait less
+#pragma unroll
+        for (int u = 0; u < (PF ? U : 0); ++u) ql_prefetch_l2_if(wp + 64 * (q0 + U + u), row_ok && q0 + U + u < hi);
         // PF: what is not hoisted (activations with more token tiles, 2-bit scale/zero at MT >= 2: registers) is
         // prefetched into L1 here, before the units' branches, which keep ptxas from sinking it to its use; the loads
         // below then hit L1 instead of costing one L2 round trip per unit

@@ -1245,7 +1245,8 @@ def kernel_instances()->list:
                     for at in (False, True):
                         out.append(dict(file='mm', name=mm_name('aligned', nb, xd, mt, md, at, rw), kind='aligned', nbits=nb,
                                         mt=mt, weights_per_iter=(2 if mt >= 4 else 4) * 16 * pack_factor(nb), loop=True,
-                                        prefetch_in_loop=(2 if mt >= 4 else 4) * mt if mt >= 2 else 0))  # x of U units x MT tiles
+                                        prefetch_in_loop=(2 if mt >= 4 else 4) * (1 + (mt if mt >= 2 else 0))))
+                                        # the next batch's U weights into L2; with MT >= 2 also x of U units x MT tiles
     for xd in ACT_DTYPES:
         for md in (xd, torch.float32):
             out.append(dict(file='mm', name=mm_name('3bit', 3, xd, 1, md), kind='3bit', nbits=3, mt=1,
