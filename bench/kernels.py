@@ -181,22 +181,32 @@ def ks_choices(N, K, bits, M=1):
 
 
 @contextmanager
-def split_k(ks, plans):
-    "Inside: the plans' fused matmuls launch with `ks` K splits (the library's `mm_config` patched here, restored after)."
+def mm_config_patched(plans, config):
+    "Inside: the plans' fused matmuls launch with `config(chosen, *args)` instead of the library's `mm_config` (restored after)."
     from qdora_lab import cuda
-    from qdora_lab.cuda import mm_name
     chosen = cuda.mm_config
-    def forced(lay, kind, M, x_dtype, meta_dtype, sms=132):
-        c = chosen(lay, kind, M, x_dtype, meta_dtype, sms)
-        atomic = kind == '3bit' or ks > 1
-        return c._replace(grid=c.grid[:2] + (ks,), ks=ks, atomic=atomic,
-                          name=mm_name(kind, lay.nbits, x_dtype, c.mt, meta_dtype, atomic, c.rw))
     for p in plans: p._mm.clear()          # launch closures are built (with their config) on first use
-    cuda.mm_config = forced
+    cuda.mm_config = lambda *args, **kw: config(chosen, *args, **kw)
     try: yield
     finally:
         cuda.mm_config = chosen
         for p in plans: p._mm.clear()
+
+
+def split_k(ks, plans):
+    "Inside: the plans' fused matmuls launch with `ks` K splits."
+    from qdora_lab.cuda import mm_name
+    def forced(chosen, lay, kind, M, x_dtype, meta_dtype, sms=132):
+        c = chosen(lay, kind, M, x_dtype, meta_dtype, sms)
+        atomic = kind == '3bit' or ks > 1
+        return c._replace(grid=c.grid[:2] + (ks,), ks=ks, atomic=atomic,
+                          name=mm_name(kind, lay.nbits, x_dtype, c.mt, meta_dtype, atomic, c.rw))
+    return mm_config_patched(plans, forced)
+
+
+def one_row_group(plans):
+    "Inside: every aligned matmul block owns one row group of 8 slots (`mm_config(..., rw=1)`, as up to commit f4fb761)."
+    return mm_config_patched(plans, lambda chosen, *args, **kw: chosen(*args, **{**kw, 'rw': 1}))
 
 
 @contextmanager
@@ -211,20 +221,6 @@ def compiled_with(plans, defines):
     clear(); cuda.get_kernel = variant
     try: yield
     finally: cuda.get_kernel = plain; clear()
-
-
-@contextmanager
-def one_row_group(plans):
-    "Inside: every aligned matmul block owns one row group of 8 slots (`mm_config(..., rw=1)`, as up to commit f4fb761)."
-    from qdora_lab import cuda
-    chosen = cuda.mm_config
-    def forced(lay, kind, M, x_dtype, meta_dtype, sms=132): return chosen(lay, kind, M, x_dtype, meta_dtype, sms, rw=1)
-    for p in plans: p._mm.clear()
-    cuda.mm_config = forced
-    try: yield
-    finally:
-        cuda.mm_config = chosen
-        for p in plans: p._mm.clear()
 
 
 def loads_as_before(plans):

@@ -46,15 +46,6 @@ template <> struct QlRound<float> {
 // Unpaired, a lane stores as an even lane without a partner for its first pieces and as an odd lane for its second:
 // its pieces in order. Every lane of the warp reaches the exchange (the kernel neither returns early nor breaks), so
 // the shuffle names the whole warp. (QL_DEQ_HALF_SECTORS, benchmarks only: the pieces as made, for an A/B.)
-__device__ __forceinline__ ql_u32 ql_shfl_xor1(ql_u32 v) {
-    ql_u32 d;
-    asm volatile("shfl.sync.bfly.b32 %0, %1, 1, 0x1f, 0xffffffff;" : "=r"(d) : "r"(v));
-    return d;
-}
-__device__ __forceinline__ void ql_st128_if(void* p, const ql_u32x4& v, bool pred) {
-    asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %5, 0;\n\t@q st.global.v4.u32 [%0], {%1, %2, %3, %4};\n\t}"
-                 :: "l"(p), "r"(v.v[0]), "r"(v.v[1]), "r"(v.v[2]), "r"(v.v[3]), "r"(static_cast<int>(pred)) : "memory");
-}
 template <int NS>
 __device__ __forceinline__ void ql_store_sectors(void* dst, const ql_u32x4 (&h)[NS], bool pair, bool on) {
     unsigned char* d = static_cast<unsigned char*>(dst);

@@ -107,6 +107,17 @@ __device__ __forceinline__ void ql_prefetch_l2_if(const void* p, bool pred) {
 __device__ __forceinline__ void ql_st128(void* p, const ql_u32x4& v) {
     asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};" :: "l"(p), "r"(v.v[0]), "r"(v.v[1]), "r"(v.v[2]), "r"(v.v[3]) : "memory");
 }
+// The same, predicated (no branch): nothing when `pred` is false.
+__device__ __forceinline__ void ql_st128_if(void* p, const ql_u32x4& v, bool pred) {
+    asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %5, 0;\n\t@q st.global.v4.u32 [%0], {%1, %2, %3, %4};\n\t}"
+                 :: "l"(p), "r"(v.v[0]), "r"(v.v[1]), "r"(v.v[2]), "r"(v.v[3]), "r"(static_cast<int>(pred)) : "memory");
+}
+// v of lane ^ 1, the whole warp taking part (every lane must reach it)
+__device__ __forceinline__ ql_u32 ql_shfl_xor1(ql_u32 v) {
+    ql_u32 d;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, 1, 0x1f, 0xffffffff;" : "=r"(d) : "r"(v));
+    return d;
+}
 __device__ __forceinline__ void ql_red_add(float* p, float v) {
     asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p), "f"(v) : "memory");
 }
