@@ -16,6 +16,7 @@
 #      mixed-bit dequantize);
 #   5. Nsight Compute (ncu) over the kernels that miss their targets (bench/profile_kernels.py), into the log.
 #
+# QL_GPU_CHECK_SKIP=REGEX skips the stages whose names match (a rerun after a fix, e.g. QL_GPU_CHECK_SKIP='dora_step').
 # Each stage has a time limit and a share of a global deadline; a failed or timed-out stage is recorded and the
 # next one still runs. OUTDIR/summary.md is rewritten after every stage; all output goes to OUTDIR/gpu_check.log.
 # Dry run on a CPU machine: bash bench/gpu_check.sh --dry-run OUTDIR (checks the script's plumbing: the python
@@ -53,6 +54,9 @@ write_summary() {
 # stage NAME LIMIT CMD...: run CMD with min(LIMIT, time left - reserve) seconds; record the result
 stage() {
   local name=$1 limit=$2; shift 2
+  if [ -n "${QL_GPU_CHECK_SKIP:-}" ] && [[ "$name" =~ $QL_GPU_CHECK_SKIP ]]; then   # a rerun of some stages only
+    rows+=("| $name | skipped (QL_GPU_CHECK_SKIP) | 0 |"); write_summary; return 0
+  fi
   local left=$(( deadline - (SECONDS - t_start) - ${QL_RESERVE:-5} ))
   if [ "$left" -lt 15 ]; then rows+=("| $name | skipped (no time left) | 0 |"); write_summary; return 0; fi
   [ "$limit" -gt "$left" ] && limit=$left

@@ -224,8 +224,8 @@ def compiled_with(plans, defines):
 
 
 def loads_as_before(plans):
-    "Inside: QL_MM_NO_HOIST / QL_DEQ_NO_HOIST / QL_MB_NO_PREFETCH (each unit's or chunk's loads after its branch, no prefetches: as before)."
-    return compiled_with(plans, ('QL_MM_NO_HOIST', 'QL_DEQ_NO_HOIST', 'QL_MB_NO_PREFETCH'))
+    "Inside: QL_DEQ_NO_HOIST / QL_MB_NO_PREFETCH (the dequantize kernels' loads chunk by chunk, as before)."
+    return compiled_with(plans, ('QL_DEQ_NO_HOIST', 'QL_MB_NO_PREFETCH'))
 
 
 def half_sectors(plans):
@@ -315,10 +315,6 @@ def run(args):
                 with one_row_group([p for p, *_ in plans]):
                     check_ours(*plans[0], x, N, K, bits)
                     row['rw1_us'], row['rw1_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
-            if dev == 'cuda':                             # A/B: the same kernel with its loads as before (QL_MM_NO_HOIST)
-                with loads_as_before([p for p, *_ in plans]):
-                    check_ours(*plans[0], x, N, K, bits)
-                    row['before_us'], row['before_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
         except Exception as e:
             row['error'] = f'{type(e).__name__}: {e}'
             notes.append(f"{label}: {traceback.format_exc(limit=3)}")
@@ -432,16 +428,10 @@ def write(args, info, rows, drows, notes, mrows=()):
            "copies of the weights (more than 2x L2), bf16 activations, g64, axis=1, meta in bf16. "
            "Anchors (ANCHORS.md, H100, measured earlier by the lead) are in parentheses.\n",
          "## y = x @ W.T\n",
-         "'ours, loads as before' (here and in the dequantize table): the same plans with the kernels compiled with "
-         "QL_MM_NO_HOIST / QL_DEQ_NO_HOIST / QL_MB_NO_PREFETCH (each "
-         "unit's or chunk's activations and scale/zero loaded after its branch, as up to commit 291391b; mixed-bit dequantize: "
-         "each chunk's table entries loaded at its start, as up to commit a7d49c9; 3-bit: each chunk's "
-         "scale/zero and activations read without the L1 prefetches, as up to commit db3b0fe), timed in the same process: "
-         "the effect of hoisting or prefetching those loads.\n",
          "'ours, one row group per block' (M > 16 only): the blocks own 8 slots as up to commit f4fb761 (`mm_config(..., "
          "rw=1)`), instead of two row groups that share their activation reads.\n",
-         "| work | dense bf16 (anchor) | tinygemm int4 (anchor) | hqq PYTORCH | ours | target | met | ours/dense | ours vs fp32 ref | ours, loads as before | ours, one row group per block |",
-         "|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| work | dense bf16 (anchor) | tinygemm int4 (anchor) | hqq PYTORCH | ours | target | met | ours/dense | ours vs fp32 ref | ours, one row group per block |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         shape = r['work'].split()[0]
         anc = ANCHORS.get((shape, r['M']), (None, None))
@@ -449,9 +439,12 @@ def write(args, info, rows, drows, notes, mrows=()):
         ratio = '-' if not (r.get('ours_us') and r.get('dense_us')) else f"{r['dense_us'] / r['ours_us']:.2f}x faster"
         L.append(f"| {r['work']} | {f1(r.get('dense_us'))} ({f1(anc[0])}) | {f1(r.get('tinygemm_us'))} ({f1(anc[1])}) | "
                  f"{f1(r.get('hqq_us'))} | {f1(r.get('ours_us'))} | {f1(r.get('target_us'))} | {met} | {ratio} | "
-                 f"{'-' if r.get('ours_err') is None else format(r['ours_err'], '.1e')} | {f1(r.get('before_us'))} | {f1(r.get('rw1_us'))} |"
+                 f"{'-' if r.get('ours_err') is None else format(r['ours_err'], '.1e')} | {f1(r.get('rw1_us'))} |"
                  + (f" error: {r['error']}" if r.get('error') else ''))
     L += ["\n## dequantize to bf16\n",
+          "'ours, loads as before': the same plans with the kernels compiled with QL_DEQ_NO_HOIST / QL_MB_NO_PREFETCH "
+          "(each chunk's scale/zero loaded at the chunk, as up to commit 291391b; mixed-bit: each chunk's table entries "
+          "loaded at its start, as up to commit a7d49c9), timed in the same process.\n",
           "'ours, half-sector stores': compiled with QL_DEQ_HALF_SECTORS (each chunk's 16-byte pieces stored as made, as up "
           "to commit db3b0fe: a warp's store writes half of each 32-byte sector it touches), timed in the same process.\n",
           "| work | ours | hqq | MB moved | ours TB/s | % of copy | target | met | ours, loads as before | ours, half-sector stores |",

@@ -240,10 +240,8 @@ def violations(r):
     if r['kind'] in DEQUANTIZE_KINDS:
         st = {op: n for op, n in r['mem_all'].items() if op.startswith('STG')}
         if any('.128' not in op for op in st): bad.append(f'stores narrower than 128 bits: {st}')
-    if r.get('prefetch_before_loop') and r['prefetches'] < r['prefetch_before_loop']:
-        bad.append(f"{r['prefetches']} prefetches before the main loop, expected at least {r['prefetch_before_loop']}")
-    if r.get('prefetch_in_loop') and r['prefetches_loop'] < r['prefetch_in_loop'] * r['unroll']:
-        bad.append(f"{r['prefetches_loop']} prefetches in the main loop, expected at least {r['prefetch_in_loop'] * r['unroll']}")
+    if r.get('no_prefetch') and (r['prefetches'] or r['prefetches_loop']):   # timed slower on an H100: opt-in only
+        bad.append(f"{r['prefetches']} / {r['prefetches_loop']} prefetches before / in the loop; the default build has none")
     if r['loop']:
         lw = weight_loads(r, r['mem_loop'])
         if 'loop_weight_loads' in r:  # the mixed-bit kernels: the loads one iteration issues (cp.async per block: see the kernel)
@@ -352,10 +350,10 @@ def report(rows, shapes, nvrtc):
         "'x read by the blocks' is the activations' bytes all blocks read, mostly from L2 (every block of output rows "
         "reads its tokens' whole rows of x): not in the bounds, which count DRAM bytes, but L2 has a bandwidth too. "
         "'prefetches before / in loop' counts the `prefetch.global.L1` (`CCTL.E.PF1`) issued before the main loop's first "
-        "instruction and inside it: `ql_mm_3bit` must prefetch every chunk's scale and zero of its two rows (40) and the "
-        "weight lines of two groups (4) before it, since ptxas schedules the real loads a few mma before their use; "
-        "`ql_mm_aligned` must prefetch the next batch's U weight lines into L2 in it, and with two or more token tiles each "
-        "batch's activations too (U units x MT tiles), ahead of the units' branches.\n\n"
+        "instruction and inside it: the matmuls must have none. Prefetches ahead of the branches (each segment's scale, "
+        "zero and weights in `ql_mm_3bit`, the next batch's weights and each batch's activations in `ql_mm_aligned`) "
+        "were timed on an H100 on 2026-11-27 (in one process, against the same kernels without them) and made every shape "
+        "slower, so they were removed.\n\n"
         "## H100 roofline for issue 11's shapes (bf16 activations and meta)\n\n"
         + tabulate(sh, headers=hs, tablefmt='github') +
         "\n\n## NVRTC (the compiler CuPy uses) accepts the sources and every name expression\n\n"

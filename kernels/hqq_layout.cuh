@@ -92,18 +92,6 @@ __device__ __forceinline__ ql_u32x2 ql_ld64(const void* p) {
     asm("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(r.v[0]), "=r"(r.v[1]) : "l"(p));
     return r;
 }
-// A hint: bring the line holding `p` into L1 (no register, no wait), for a load that comes later.
-__device__ __forceinline__ void ql_prefetch_l1(const void* p) {
-    asm volatile("prefetch.global.L1 [%0];" :: "l"(p));
-}
-// The same, predicated (no branch): nothing when `pred` is false.
-__device__ __forceinline__ void ql_prefetch_l1_if(const void* p, bool pred) {
-    asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %1, 0;\n\t@q prefetch.global.L1 [%0];\n\t}" :: "l"(p), "r"(static_cast<int>(pred)));
-}
-// Into L2 only (for data read once, with L1::no_allocate loads), predicated.
-__device__ __forceinline__ void ql_prefetch_l2_if(const void* p, bool pred) {
-    asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %1, 0;\n\t@q prefetch.global.L2 [%0];\n\t}" :: "l"(p), "r"(static_cast<int>(pred)));
-}
 __device__ __forceinline__ void ql_st128(void* p, const ql_u32x4& v) {
     asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};" :: "l"(p), "r"(v.v[0]), "r"(v.v[1]), "r"(v.v[2]), "r"(v.v[3]) : "memory");
 }

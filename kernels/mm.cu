@@ -23,9 +23,9 @@
 //     word s (4 columns) = k-step s: chunk 2c -> A rows gid, chunk 2c+1 -> A rows gid+8
 //
 //   grid (ceil(N/P / (8 RW)), token tiles, KS); RW row groups of 8 slots (1, or 2 with four token tiles), each
-//   taken by 8/RW warps splitting the units (group j, 64-column block) between them; units are loaded U at a time (U 128-bit loads in flight per lane) before any is used, with their scale/zero
-//   (but at 2 bits with MT >= 2) and, with one token tile (MT = 1), their activations (with more, those are
-//   prefetched into L1 instead, ahead of the units' branches): U units then cost one memory round trip, not U; each
+//   taken by 8/RW warps splitting the units (group j, 64-column block) between them; units' weights are loaded U at
+//   a time (U 128-bit loads in flight per lane) before any is used, each unit's activations and scale/zero where it
+//   is used (hoisting or prefetching those was timed slower on an H100: see the kernel); each
 //   unit's sums get its group's scale and zero at once (per 64 columns: exact, the algebra is linear). A row group's
 //   warps' sums are added in shared memory in a fixed order. KS > 1 (few rows: split-K over blocks) adds them
 //   with fp32 atomics into a zeroed fp32 buffer instead (ATOMIC).
@@ -40,9 +40,9 @@
 //     chunks used; two words' low and high 16-bit windows are interleaved by PRMT so one shift + one LOP3
 //     gives an A register (two columns of one chunk).
 //   Each chunk needs its own activations and scale/zero, which ptxas loads a few mma before their use (and half of
-//   a group's weights after its first mma): the block prefetches its tokens' activations into L1 at the start, and
-//   each segment the scale/zero of every chunk of its first group and the weights of its first two groups, so those
-//   loads hit L1 instead of waiting on L2/DRAM in turn.
+//   a group's weights after its first mma). Prefetching them into L1 ahead of each segment (the block's activations,
+//   every chunk's scale/zero of the segment's first group, the weights of its first two groups) was tried and timed
+//   slower on an H100 (2026-11-27: 4096x4096 M=1 22.1 vs 17.4 us, in one process); what limits this kernel is open.
 //
 // Memory-traffic bound: bytes(W_q) + bytes(meta) + bytes(x) + bytes(y): 4096 x 4096, 4-bit g64, bf16 meta,
 // M = 1: 8.4 MB + 1.0 MB, 3.1 us at 3.0 TB/s. Instruction issue (bench/results/sass_report.md) is below it.
@@ -63,16 +63,10 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
     int units, int lcb) {                                  // units = G << lcb, lcb = log2(g / 64)
     typedef QT<T> H;
     constexpr int P = QlPack<NBITS>::P, NT = P / 2, U = MT >= 4 ? 2 : 4;
-    // PRE: with one token tile the U units' activations are loaded with their weights; PREM: their scale/zero too
-    // (with one token tile, or one chunk pair: at 2 bits and MT >= 2 the registers would halve the resident blocks);
-    // PF: with more token tiles the units' activations are prefetched into L1 instead (no registers), and at any MT the
-    // next batch's weights into L2
-    // (QL_MM_NO_HOIST, benchmarks only: every unit's loads after its branch, as before, for an A/B in one process)
-#ifdef QL_MM_NO_HOIST
-    constexpr bool PRE = false, PREM = false, PF = false;
-#else
-    constexpr bool PRE = MT == 1, PREM = MT == 1 || NT == 1, PF = true;
-#endif
+    // Each unit's activations and scale/zero are loaded after its branch, where it is used. Tried and timed slower on
+    // an H100 (2026-11-27, in one process, twice): loading them for all U units with the weights (registers; 4096x4096
+    // 4-bit M=1 8.2 vs 7.9 us, 2-bit 7.8 vs 6.9, 11008x4096 18.6 vs 16.0), and prefetching them into L1 plus the next
+    // batch's weights into L2 ahead of the branches (no registers; M=1 8.6, M=16 11.0 vs 9.7, M=64 31.9 vs 28.5).
     // RW row groups of 8 slots per block, each split over KW = 8 / RW warps by units: with RW = 2 the two warps that
     // take the same units read the same activations, the second from L1, so the blocks read half as much x from L2
     constexpr int KW = QL_MM_WARPS / RW;
@@ -114,39 +108,6 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
         ql_u32x4 wv[U];  // U units' weights in flight before any is used
 #pragma unroll
         for (int u = 0; u < U; ++u) wv[u] = ql_ld_stream_if(wp + 64 * (q0 + u), row_ok && q0 + u < hi);
-        // the units' scale/zero (and, PRE, activations) too, so the U units cost one memory round trip, not U (a load
-        // after the `break` below cannot be moved above it by the compiler)
-        ql_u32x4 xpre[PRE ? U : 1][2];
-        float scp[PREM ? U : 1][NT][2], zzp[PREM ? U : 1][NT][2];
-#pragma unroll
-        for (int u = 0; u < (PREM ? U : 0); ++u) {
-            const bool in = q0 + u < hi;
-            const int q = in ? q0 + u : lo, a = q >> lcb;  // (a unit past hi reads a valid address, unused)
-            if constexpr (PRE) {
-                xpre[u][0] = ql_ld128_if(xp[0] + 64 * q, tok_ok[0] && in);
-                xpre[u][1] = ql_ld128_if(xp[0] + 64 * q + 8, tok_ok[0] && in);
-            }
-#pragma unroll
-            for (int c = 0; c < NT; ++c)
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    scp[u][c][h] = row_ok && in ? QlMeta<META>::load(sp[c][h] + a) : 0.f;
-                    zzp[u][c][h] = (in ? QlMeta<META>::load(zp[c][h] + a) : 0.f) + H::MAGIC;
-                }
-        }
-        // PF: the next batch's weights into L2 now, so its loads (issued after this batch's work) wait less
-#pragma unroll
-        for (int u = 0; u < (PF ? U : 0); ++u) ql_prefetch_l2_if(wp + 64 * (q0 + U + u), row_ok && q0 + U + u < hi);
-        // PF: what is not hoisted (activations with more token tiles, 2-bit scale/zero at MT >= 2: registers) is
-        // prefetched into L1 here, before the units' branches, which keep ptxas from sinking it to its use; the loads
-        // below then hit L1 instead of costing one L2 round trip per unit
-#pragma unroll
-        for (int u = 0; u < ((PF && !PRE) ? U : 0); ++u) {
-            const int q = q0 + u;
-            const bool in = q < hi;
-#pragma unroll
-            for (int tt = 0; tt < MT; ++tt) ql_prefetch_l1_if(xp[tt] + 64 * q, in && tok_ok[tt]);
-        }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int q = q0 + u;
@@ -154,11 +115,8 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
             ql_u32x4 xv[MT][2];  // token gid of each tile: activations of columns 16tid .. 16tid+15 of the unit
 #pragma unroll
             for (int tt = 0; tt < MT; ++tt) {
-                if constexpr (PRE) { xv[tt][0] = xpre[u][0]; xv[tt][1] = xpre[u][1]; }
-                else {
-                    xv[tt][0] = ql_ld128_if(xp[tt] + 64 * q, tok_ok[tt]);
-                    xv[tt][1] = ql_ld128_if(xp[tt] + 64 * q + 8, tok_ok[tt]);
-                }
+                xv[tt][0] = ql_ld128_if(xp[tt] + 64 * q, tok_ok[tt]);
+                xv[tt][1] = ql_ld128_if(xp[tt] + 64 * q + 8, tok_ok[tt]);
             }
             float acc[NT][MT][4], accx[MT][4];  // this unit's sums (the first k-step starts them from 0)
 #pragma unroll
@@ -187,12 +145,8 @@ __global__ void __launch_bounds__(QL_MM_WARPS * 32, 1) ql_mm_aligned(
             for (int c = 0; c < NT; ++c)
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
-                    float sc, zz;
-                    if constexpr (PREM) { sc = scp[u][c][h]; zz = zzp[u][c][h]; }
-                    else {
-                        sc = row_ok ? QlMeta<META>::load(sp[c][h] + (q >> lcb)) : 0.f;
-                        zz = QlMeta<META>::load(zp[c][h] + (q >> lcb)) + H::MAGIC;
-                    }
+                    const float sc = row_ok ? QlMeta<META>::load(sp[c][h] + (q >> lcb)) : 0.f;
+                    const float zz = QlMeta<META>::load(zp[c][h] + (q >> lcb)) + H::MAGIC;
 #pragma unroll
                     for (int tt = 0; tt < MT; ++tt)
 #pragma unroll
@@ -236,23 +190,11 @@ __global__ void __launch_bounds__(QL_MM3_WARPS * 32) ql_mm_3bit(
     int M, int N, int K, int G, int n, int R) {            // G = K / 64, n = ceil(R / 10)
     typedef QT<T> H;
     constexpr int GK = 4;  // k-steps per group of 64
-#ifdef QL_MM_NO_HOIST
-    constexpr bool PRE3 = false;  // (benchmarks only: no L1 prefetches, as before, for an A/B in one process)
-#else
-    constexpr bool PRE3 = true;
-#endif
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tid = lane & 3;
     const int bs[2] = {static_cast<int>(blockIdx.x) * 16 + gid, static_cast<int>(blockIdx.x) * 16 + 8 + gid};
     const int tok0 = blockIdx.y * (8 * MT);
     const int zlo = G * blockIdx.z / gridDim.z, zhi = G * (blockIdx.z + 1) / gridDim.z;
     const int lo = zlo + (zhi - zlo) * warp / QL_MM3_WARPS, hi = zlo + (zhi - zlo) * (warp + 1) / QL_MM3_WARPS;
-    if constexpr (PRE3) {  // the block's activations into L1 (each chunk reads another group's), one line per thread,
-        const int valid = min(8 * MT, M - tok0);  // when they take at most 64 KB of it (else read where used, from L2)
-        if (valid * K <= 32768)
-            for (int t = 0; t < valid; ++t)
-                for (int l = threadIdx.x; l < K / 64; l += QL_MM3_WARPS * 32)
-                    ql_prefetch_l1(x + static_cast<ql_i64>(tok0 + t) * K + 64 * l);
-    }
     if (lo >= hi) return;  // no barrier in this kernel
     const ql_u32 ones[4] = {H::ONE2, H::ONE2, H::ONE2, H::ONE2};
     int j[10], ob[10];  // chunk k at group a: activations of group j[k], W rows ob[k] + slot
@@ -287,34 +229,11 @@ __global__ void __launch_bounds__(QL_MM3_WARPS * 32) ql_mm_3bit(
         xp[tt] = x + static_cast<ql_i64>(tok_ok[tt] ? t : 0) * K + 4 * tid;
     }
     const ql_u32 magic2 = ql_opaque(H::MAGIC2);
-    // PRE3: every chunk's scale/zero of a segment's first group prefetched into L1 before the segment's loop (no register
-    // held; the next groups' share those 32-byte sectors mostly). ptxas schedules loads, even prefetches placed inside
-    // the loop, a few mma before their use, so without this each chunk waits on memory in turn: 10 round trips per group
-    // instead of one. The loop's branch is what keeps these prefetches ahead of it.
-    auto prefetch_meta = [&](int a2) {
-#pragma unroll
-        for (int k = 0; k < 10; ++k)
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int i2 = a2 + G * bs[h], r = k * n + i2;
-                if (i2 < n && r < R) { ql_prefetch_l1(scale + r); ql_prefetch_l1(zero + r); }
-            }
-    };
     for (int a = lo; a < hi;) {
         // a segment: groups [a, e) in which no chunk's group index wraps, so the inner loop never flushes
         int e = hi;
 #pragma unroll
         for (int k = 0; k < 10; ++k) e = min(e, a + G - j[k]);
-        if constexpr (PRE3) {
-            prefetch_meta(a);
-#pragma unroll
-            for (int d = 0; d < 2; ++d)  // and the weights of its first two groups: 2 lines per packed row, by lanes tid 0, 2
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int i2 = a + d + G * bs[h];
-                    if (a + d < e && i2 < n && !(tid & 1)) ql_prefetch_l1(Wq + static_cast<ql_i64>(i2) * 64 + 16 * tid);
-                }
-        }
         for (; a < e; ++a) {
             int ii[2];
             bool ok[2];

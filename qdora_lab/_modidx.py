@@ -135,6 +135,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'qdora_lab.cuda.halves': ('kernels.html#halves', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.kernel_instances': ('kernels.html#kernel_instances', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.kernel_params': ('kernels.html#kernel_params', 'qdora_lab/cuda.py'),
+                                'qdora_lab.cuda.kernel_row_scale': ('kernels.html#kernel_row_scale', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.kernel_source': ('kernels.html#kernel_source', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.kernels_available': ('kernels.html#kernels_available', 'qdora_lab/cuda.py'),
                                 'qdora_lab.cuda.launch': ('kernels.html#launch', 'qdora_lab/cuda.py'),

@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['CTYPES', 'ACT_DTYPES', 'MAX_M', 'MB_MAX_M', 'MB_DEQ_SMEM', 'MB_KC', 'MB_STAGES', 'MB_SLOT', 'kernels_available',
            'kernel_source', 'source_digest', 'get_kernel', 'launch', 'ptr', 'PlanLayout', 'plan_layout',
-           'dequantize_reason', 'mm_kind', 'dequantize_name', 'mm_name', 'emulate_dequantize', 'store_sectors', 'prmt',
-           'halves', 'mma_a_index', 'mma_b_index', 'mma_c_index', 'frag_matrix', 'check_kappa', 'MMConfig', 'mm_config',
-           'emulate_mm_aligned', 'mm3_walk', 'emulate_mm_3bit', 'check_packed', 'HQQPlan', 'MBWidth', 'MBLayout',
-           'mb_layout', 'mb_check_planes', 'mb_dequantize_reason', 'mb_mm_reason', 'mb_dequantize_name', 'mb_mm_name',
-           'mb_columns', 'mb_info', 'emulate_mb_dequantize', 'MBLaunch', 'mb_mm_config', 'mb_x_columns', 'mb_slot',
-           'ldsm_x2_trans', 'mb_pos', 'mb_chunk_a', 'emulate_mb_mm', 'MixedBitPlan', 'kernel_params',
-           'kernel_instances']
+           'dequantize_reason', 'mm_kind', 'dequantize_name', 'mm_name', 'kernel_row_scale', 'emulate_dequantize',
+           'store_sectors', 'prmt', 'halves', 'mma_a_index', 'mma_b_index', 'mma_c_index', 'frag_matrix', 'check_kappa',
+           'MMConfig', 'mm_config', 'emulate_mm_aligned', 'mm3_walk', 'emulate_mm_3bit', 'check_packed', 'HQQPlan',
+           'MBWidth', 'MBLayout', 'mb_layout', 'mb_check_planes', 'mb_dequantize_reason', 'mb_mm_reason',
+           'mb_dequantize_name', 'mb_mm_name', 'mb_columns', 'mb_info', 'emulate_mb_dequantize', 'MBLaunch',
+           'mb_mm_config', 'mb_x_columns', 'mb_slot', 'ldsm_x2_trans', 'mb_pos', 'mb_chunk_a', 'emulate_mb_mm',
+           'MixedBitPlan', 'kernel_params', 'kernel_instances']
 
 # %% ../nbs/05_kernels.ipynb #002imports
 import functools, hashlib, re, warnings
@@ -178,6 +178,11 @@ def _codes(words:Tensor, k:int, nbits:int)->Tensor:
     shift = 27 - 3 * k if nbits == 3 else 8 - nbits * (k + 1)
     return (words.to(torch.int64) >> shift) & (2**nbits - 1)
 
+def kernel_row_scale(lay:PlanLayout)->bool:
+    "True where `ql_dequantize` applies `row_scale` itself: each thread's chunk of CPT columns lies in one row of W."
+    cpt = 8 if lay.nbits == 3 else 16
+    return lay.axis == 1 or lay.K % cpt == 0   # axis=1: a grouped row is part of one row; axis=0: rows of K columns
+
 def emulate_dequantize(
     W_q:Tensor,            # packed codes [n, C]
     scale:Tensor,          # hqq-shaped scale
@@ -187,6 +192,9 @@ def emulate_dequantize(
     row_scale:Tensor=None, # optional fp32 [N]
 )->tuple:                  # (W [N, K], number of writes of each element)
     "The `ql_dequantize` kernel in PyTorch: its thread -> (packed row, columns) mapping, its chunks, its roundings."
+    if row_scale is not None and not kernel_row_scale(lay):
+        raise ValueError(f"ql_dequantize takes one row_scale factor per chunk: axis=0 needs K % {8 if lay.nbits == 3 else 16} "
+                         f"== 0, got K={lay.K} (the plan scales such rows in a second pass)")
     cpt = 8 if lay.nbits == 3 else 16
     per_row = lay.C // cpt
     t = torch.arange(lay.n * per_row)
@@ -208,7 +216,7 @@ def emulate_dequantize(
         else: v = ((q.to(sub) - z) * s).to(dtype)                  # native path: one rounding per op in `sub`
         e = rk[:, None] * lay.C + ck
         if row_scale is not None:
-            o = (rk // (lay.K // lay.g))[:, None] if lay.axis == 1 else e[:, :1] // lay.K
+            o = (rk // (lay.K // lay.g))[:, None] if lay.axis == 1 else e[:, :1] // lay.K   # one row per chunk
             v = (v.float() * row_scale[o]).to(dtype)
         out[e] = v
         writes[e] += 1
@@ -543,11 +551,13 @@ def _deq_launcher(self:HQQPlan, dtype, meta_dtype):
     with _cupy().cuda.Device(self.device): k = get_kernel('dequantize', dequantize_name(l.nbits, l.axis, dtype, meta_dtype))
     tail = _ints(l.n, l.R, l.C, l.K, l.K // l.g if l.axis == 1 else 1, threads)
     grid, wq, dev, shape = (-(-threads // 256),), ptr(self.W_q), self.device, (l.N, l.K)
+    in_kernel = kernel_row_scale(l)   # else (axis=0, K % CPT != 0) a chunk spans two rows: scaled in a second pass
     def run(scale, zero, out, row_scale):
         if out is None: out = torch.empty(shape, dtype=dtype, device=self.W_q.device)
         if l.axis == 0 and (scale.data_ptr() | zero.data_ptr()) % 16: scale, zero = scale.clone(), zero.clone()
-        rs = np.uint64(0) if row_scale is None else ptr(row_scale)
+        rs = np.uint64(0) if row_scale is None or not in_kernel else ptr(row_scale)
         launch(k, grid, (256,), (wq, ptr(scale), ptr(zero), ptr(out), rs) + tail, dev)
+        if row_scale is not None and not in_kernel: out.copy_(out * row_scale[:, None])   # rounded once, as the kernel
         return out
     return run
 
@@ -560,6 +570,9 @@ def dequantize(self:HQQPlan,
     row_scale:Tensor=None, # optional fp32 [N]: row o times row_scale[o], rounded once more to `dtype`
 )->Tensor:                 # W [N, K], bit-exact with `dequantize_packed` (times row_scale)
     "The dense weight, one kernel pass over the packed codes (PyTorch where the kernel does not apply)."
+    if row_scale is not None:   # the kernel reads N float32 values
+        if tuple(row_scale.shape) != (self.layout.N,): raise ValueError(f"row_scale has shape {tuple(row_scale.shape)}; expected ({self.layout.N},)")
+        row_scale = row_scale.float().contiguous()
     key = (dtype, scale.dtype, zero.dtype)
     run = self._deq.get(key)
     if run is None:
@@ -1245,13 +1258,11 @@ def kernel_instances()->list:
                     for at in (False, True):
                         out.append(dict(file='mm', name=mm_name('aligned', nb, xd, mt, md, at, rw), kind='aligned', nbits=nb,
                                         mt=mt, weights_per_iter=(2 if mt >= 4 else 4) * 16 * pack_factor(nb), loop=True,
-                                        prefetch_in_loop=(2 if mt >= 4 else 4) * (1 + (mt if mt >= 2 else 0))))
-                                        # the next batch's U weights into L2; with MT >= 2 also x of U units x MT tiles
+                                        no_prefetch=True))   # prefetches timed slower on an H100: none in the default build
     for xd in ACT_DTYPES:
         for md in (xd, torch.float32):
             out.append(dict(file='mm', name=mm_name('3bit', 3, xd, 1, md), kind='3bit', nbits=3, mt=1,
-                            weights_per_iter=2 * 4 * 4 * 10, loop=True,
-                            prefetch_before_loop=44))   # every chunk's scale and zero of both rows, 2 groups' weights (see the kernel)
+                            weights_per_iter=2 * 4 * 4 * 10, loop=True, no_prefetch=True))
     for dt in CTYPES:                                              # mixed-bit: dequantize, every result dtype
         for sc in (False, True):
             for rs in (False, True):
