@@ -204,35 +204,6 @@ def split_k(ks, plans):
     return mm_config_patched(plans, forced)
 
 
-def one_row_group(plans):
-    "Inside: every aligned matmul block owns one row group of 8 slots (`mm_config(..., rw=1)`, as up to commit f4fb761)."
-    return mm_config_patched(plans, lambda chosen, *args, **kw: chosen(*args, **{**kw, 'rw': 1}))
-
-
-@contextmanager
-def compiled_with(plans, defines):
-    "Inside: the plans' kernels are compiled with these `-D` switches (variants kept for an A/B in one process)."
-    from qdora_lab import cuda
-    plain = cuda.get_kernel
-    def variant(file, name, options=()):
-        return plain(file, name, tuple(options) + tuple(f'-D{d}' for d in defines))
-    def clear():
-        for p in plans: p._mm.clear(); p._deq.clear()
-    clear(); cuda.get_kernel = variant
-    try: yield
-    finally: cuda.get_kernel = plain; clear()
-
-
-def loads_as_before(plans):
-    "Inside: QL_DEQ_NO_HOIST / QL_MB_NO_PREFETCH (the dequantize kernels' loads chunk by chunk, as before)."
-    return compiled_with(plans, ('QL_DEQ_NO_HOIST', 'QL_MB_NO_PREFETCH'))
-
-
-def half_sectors(plans):
-    "Inside: QL_DEQ_HALF_SECTORS (dequantize stores each 16-byte piece where it was made: half sectors, as before)."
-    return compiled_with(plans, ('QL_DEQ_HALF_SECTORS',))
-
-
 def check_ours(plan, q, s, z, x, N, K, bits):
     "Assert the fused result is within tolerance of the fp32 reference: ||y - ref||_inf <= 2^-7 ||ref||_inf."
     from qdora_lab.quant import dequantize_packed
@@ -311,10 +282,6 @@ def run(args):
                 row['ours_us'], row['ours_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
                 row['ours_kernel'] = repr(plans[0][0])
             if M == 1: krows.extend(sweep_split_k(label, N, K, bits, plans, x, dev))
-            if dev == 'cuda' and M > 16 and bits != 3:    # A/B: one row group of 8 slots per block, as before
-                with one_row_group([p for p, *_ in plans]):
-                    check_ours(*plans[0], x, N, K, bits)
-                    row['rw1_us'], row['rw1_how'] = timed([lambda p=p, s=s, z=z: p.matmul(x, s, z) for p, _, s, z in plans])
         except Exception as e:
             row['error'] = f'{type(e).__name__}: {e}'
             notes.append(f"{label}: {traceback.format_exc(limit=3)}")
@@ -336,14 +303,6 @@ def run(args):
                                                          for i, (p, _, s, z) in enumerate(plans)])
                 row['ours_TBps'] = nbytes / row['ours_us'] / 1e6
                 row['pct_of_copy'] = 100 * row['ours_TBps'] / info['copy_TBps']
-                with loads_as_before([p for p, *_ in plans]):   # A/B: the loads chunk by chunk, as before
-                    check_ours(*plans[0], torch.randn(1, K, device=dev, dtype=BF), N, K, bits)
-                    row['before_us'], row['before_how'] = timed([lambda p=p, s=s, z=z, i=i: p.dequantize(s, z, BF, out=outs[i % 2])
-                                                                 for i, (p, _, s, z) in enumerate(plans)])
-                with half_sectors([p for p, *_ in plans]):      # A/B: each chunk's 16-byte pieces stored as made
-                    check_ours(*plans[0], torch.randn(1, K, device=dev, dtype=BF), N, K, bits)
-                    row['halfsec_us'], row['halfsec_how'] = timed([lambda p=p, s=s, z=z, i=i: p.dequantize(s, z, BF, out=outs[i % 2])
-                                                                   for i, (p, _, s, z) in enumerate(plans)])
                 h, why = hqq_layer(W, bits)
                 if h is not None: row['hqq_us'], row['hqq_how'] = timed([lambda: h.dequantize()])
                 else: row['hqq_us'], row['hqq_how'] = None, why
@@ -398,11 +357,6 @@ def run(args):
                                                          for i, (p, s, z) in enumerate(plans)])
                 row['ours_TBps'] = row['MB'] / row['ours_us']
                 row['pct_of_copy'] = 100 * row['ours_TBps'] / info['copy_TBps']
-                with loads_as_before([p for p, *_ in plans]):   # A/B: each chunk's table entries loaded at its start
-                    if not torch.equal(plans[0][0].dequantize(plans[0][1], plans[0][2], BF), ml._dequantize(BF)):
-                        raise AssertionError("mixed-bit dequantize (loads as before) is not bit-exact")
-                    row['before_us'], row['before_how'] = timed([lambda p=p, s=s, z=z, i=i: p.dequantize(s, z, BF, out=outs[i % 2])
-                                                                 for i, (p, s, z) in enumerate(plans)])
             else: ml._dequantize(BF)  # the reference path runs
         except Exception as e:
             row['error'] = f'{type(e).__name__}: {e}'
@@ -428,10 +382,8 @@ def write(args, info, rows, drows, notes, mrows=()):
            "copies of the weights (more than 2x L2), bf16 activations, g64, axis=1, meta in bf16. "
            "Anchors (ANCHORS.md, H100, measured earlier by the lead) are in parentheses.\n",
          "## y = x @ W.T\n",
-         "'ours, one row group per block' (M > 16 only): the blocks own 8 slots as up to commit f4fb761 (`mm_config(..., "
-         "rw=1)`), instead of two row groups that share their activation reads.\n",
-         "| work | dense bf16 (anchor) | tinygemm int4 (anchor) | hqq PYTORCH | ours | target | met | ours/dense | ours vs fp32 ref | ours, one row group per block |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "| work | dense bf16 (anchor) | tinygemm int4 (anchor) | hqq PYTORCH | ours | target | met | ours/dense | ours vs fp32 ref |",
+         "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         shape = r['work'].split()[0]
         anc = ANCHORS.get((shape, r['M']), (None, None))
@@ -439,21 +391,16 @@ def write(args, info, rows, drows, notes, mrows=()):
         ratio = '-' if not (r.get('ours_us') and r.get('dense_us')) else f"{r['dense_us'] / r['ours_us']:.2f}x faster"
         L.append(f"| {r['work']} | {f1(r.get('dense_us'))} ({f1(anc[0])}) | {f1(r.get('tinygemm_us'))} ({f1(anc[1])}) | "
                  f"{f1(r.get('hqq_us'))} | {f1(r.get('ours_us'))} | {f1(r.get('target_us'))} | {met} | {ratio} | "
-                 f"{'-' if r.get('ours_err') is None else format(r['ours_err'], '.1e')} | {f1(r.get('rw1_us'))} |"
+                 f"{'-' if r.get('ours_err') is None else format(r['ours_err'], '.1e')} |"
                  + (f" error: {r['error']}" if r.get('error') else ''))
     L += ["\n## dequantize to bf16\n",
-          "'ours, loads as before': the same plans with the kernels compiled with QL_DEQ_NO_HOIST / QL_MB_NO_PREFETCH "
-          "(each chunk's scale/zero loaded at the chunk, as up to commit 291391b; mixed-bit: each chunk's table entries "
-          "loaded at its start, as up to commit a7d49c9), timed in the same process.\n",
-          "'ours, half-sector stores': compiled with QL_DEQ_HALF_SECTORS (each chunk's 16-byte pieces stored as made, as up "
-          "to commit db3b0fe: a warp's store writes half of each 32-byte sector it touches), timed in the same process.\n",
-          "| work | ours | hqq | MB moved | ours TB/s | % of copy | target | met | ours, loads as before | ours, half-sector stores |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "| work | ours | hqq | MB moved | ours TB/s | % of copy | target | met |",
+          "|---|---|---|---|---|---|---|---|"]
     for r in drows:
         met = '-' if r.get('target_us') is None or r.get('ours_us') is None else ('yes' if r['ours_us'] <= r['target_us'] else 'NO')
         L.append(f"| {r['work']} | {f1(r.get('ours_us'))} | {f1(r.get('hqq_us'))} | {f1(r.get('MB'))} | "
                  f"{'-' if r.get('ours_TBps') is None else format(r['ours_TBps'], '.2f')} | {f1(r.get('pct_of_copy'))} | "
-                 f"{f1(r.get('target_us'))} | {met} | {f1(r.get('before_us'))} | {f1(r.get('halfsec_us'))} |"
+                 f"{f1(r.get('target_us'))} | {met} |"
                  + (f" error: {r['error']}" if r.get('error') else ''))
     L += ["\n## Mixed-bit (MixedBitLinear, MixedBitPlan): y = x @ W.T\n",
           "16/32/16 groups of 64 input channels at 4/3/2 bits in a random channel permutation (3.0 bits per code; bpw "

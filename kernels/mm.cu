@@ -42,7 +42,8 @@
 //   Each chunk needs its own activations and scale/zero, which ptxas loads a few mma before their use (and half of
 //   a group's weights after its first mma). Prefetching them into L1 ahead of each segment (the block's activations,
 //   every chunk's scale/zero of the segment's first group, the weights of its first two groups) was tried and timed
-//   slower on an H100 (2026-11-27: 4096x4096 M=1 22.1 vs 17.4 us, in one process); what limits this kernel is open.
+//   slower on an H100 (2026-11-27: 4096x4096 M=1 22.1 vs 17.4 us, in one process). Nsight Compute's reading: at 212
+//   registers one block of 8 warps fits an SM (12.5 % occupancy), and those warps wait on loads half the time.
 //
 // Memory-traffic bound: bytes(W_q) + bytes(meta) + bytes(x) + bytes(y): 4096 x 4096, 4-bit g64, bf16 meta,
 // M = 1: 8.4 MB + 1.0 MB, 3.1 us at 3.0 TB/s. Instruction issue (bench/results/sass_report.md) is below it.

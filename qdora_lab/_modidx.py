@@ -40,6 +40,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'qdora_lab.core.check_choice': ('core.html#check_choice', 'qdora_lab/core.py'),
                                 'qdora_lab.core.check_float_dtype': ('core.html#check_float_dtype', 'qdora_lab/core.py'),
                                 'qdora_lab.core.check_int': ('core.html#check_int', 'qdora_lab/core.py'),
+                                'qdora_lab.core.check_row_scale': ('core.html#check_row_scale', 'qdora_lab/core.py'),
                                 'qdora_lab.core.check_tensor': ('core.html#check_tensor', 'qdora_lab/core.py'),
                                 'qdora_lab.core.cpu_scratch': ('core.html#cpu_scratch', 'qdora_lab/core.py'),
                                 'qdora_lab.core.cuda_available': ('core.html#cuda_available', 'qdora_lab/core.py'),

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['QUANT_BITS', 'PACK_BITS', 'FLOAT_DTYPES', 'NOISY_LOGGERS', 'check_choice', 'check_int', 'check_tensor',
-           'check_float_dtype', 'kernels_dir', 'kernel_path', 'current_umask', 'atomic_write', 'save_safetensors',
-           'read_safetensors', 'cuda_available', 'cpu_scratch', 'release_cpu_scratch', 'quiet_imports',
-           'import_quietly']
+           'check_row_scale', 'check_float_dtype', 'kernels_dir', 'kernel_path', 'current_umask', 'atomic_write',
+           'save_safetensors', 'read_safetensors', 'cuda_available', 'cpu_scratch', 'release_cpu_scratch',
+           'quiet_imports', 'import_quietly']
 
 # %% ../nbs/00_core.ipynb #d3f9228b
 import math
@@ -63,6 +63,16 @@ def check_tensor(
     if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values; quantize finite weights only")
     return x
+
+# %% ../nbs/00_core.ipynb #rs01exp
+def check_row_scale(
+    row_scale:Tensor, # [N] factors, one per output row
+    N:int,            # rows of W
+)->Tensor:            # row_scale as a contiguous float32 [N] tensor (itself when it already is one)
+    "Check a per-row scale's shape and return it as the contiguous float32 vector the kernels read."
+    if not isinstance(row_scale, Tensor): raise TypeError(f"row_scale must be a torch.Tensor, got {type(row_scale).__name__}")
+    if tuple(row_scale.shape) != (N,): raise ValueError(f"row_scale has shape {tuple(row_scale.shape)}; expected ({N},)")
+    return row_scale.float().contiguous()
 
 # %% ../nbs/00_core.ipynb #673a7628
 FLOAT_DTYPES = {'fp32': torch.float32, 'float32': torch.float32, 'fp16': torch.float16, 'float16': torch.float16,

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from fastcore.basics import patch
-from .core import kernels_dir, cpu_scratch
+from .core import kernels_dir, cpu_scratch, check_row_scale
 from .quant import dequantize_packed
 from .bitpack import unpack_planes
 from .cuda import plan_layout, check_packed, mb_layout, mb_check_planes
@@ -201,9 +201,7 @@ def dequantize(self:HQQPlan,
     if out is not None and (out.dtype != dtype or tuple(out.shape) != (l.N, l.K) or not out.is_contiguous()):
         raise ValueError(f"out must be a contiguous ({l.N}, {l.K}) tensor of {dtype}, got {tuple(out.shape)} "
                          f"{out.dtype} (contiguous: {out.is_contiguous()})")
-    if row_scale is not None:
-        if tuple(row_scale.shape) != (l.N,): raise ValueError(f"row_scale has shape {tuple(row_scale.shape)}; expected ({l.N},)")
-        row_scale = row_scale.float().contiguous()
+    if row_scale is not None: row_scale = check_row_scale(row_scale, l.N)
     # scale and zero in two dtypes round differently at `codes - zero`: the reference handles that rare case
     if self.eager_reason is not None or scale.dtype != zero.dtype or not kernels_available():
         return self._deq_eager(scale, zero, dtype, out, row_scale)
@@ -364,9 +362,7 @@ def dequantize(self:MixedBitPlan,
     if dtype not in DTYPES: raise TypeError(f"dtype={dtype} is not supported; allowed: {', '.join(map(str, DTYPES))}")
     if out is not None and (out.dtype != dtype or tuple(out.shape) != (l.N, l.K) or not out.is_contiguous()):
         raise ValueError(f"out must be a contiguous ({l.N}, {l.K}) tensor of {dtype}, got {tuple(out.shape)} {out.dtype}")
-    if row_scale is not None:
-        if tuple(row_scale.shape) != (l.N,): raise ValueError(f"row_scale has shape {tuple(row_scale.shape)}; expected ({l.N},)")
-        row_scale = row_scale.float().contiguous()
+    if row_scale is not None: row_scale = check_row_scale(row_scale, l.N)
     if scale.dtype != torch.float16 or zero.dtype != torch.float16 or not kernels_available():
         return self._deq_eager(scale, zero, dtype, out, row_scale)
     o = torch.empty(l.N, l.K, dtype=dtype) if out is None else out

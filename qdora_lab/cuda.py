@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from fastcore.basics import patch
-from .core import QUANT_BITS, check_tensor, check_choice, check_int, kernel_path, kernels_dir
+from .core import QUANT_BITS, check_tensor, check_choice, check_int, check_row_scale, kernel_path, kernels_dir
 from .bitpack import pack_factor, packed_dtype, packed_rows, WIDTHS, PLANES, unpack_planes
 from .quant import PACKING, PACKING_NBITS, group_shape, dequantize_packed
 
@@ -318,7 +318,6 @@ def mm_config(
     x_dtype:torch.dtype,  # activations: float16 or bfloat16
     meta_dtype:torch.dtype, # scale/zero as the kernel reads them: x_dtype or float32
     sms:int=132,          # multiprocessors of the device
-    rw:int=None,          # aligned: row groups of 8 slots per block (None: 2 with four token tiles, else 1)
 )->MMConfig:
     "Tiles, grid and split-K for a fused matmul of `M` rows (split K over blocks only when rows are too few)."
     if kind == '3bit':
@@ -326,7 +325,7 @@ def mm_config(
         mt, rw, tiles, units, warps = 1, 1, -(-slots // 16), lay.K // 64, 4
     else:                                                # four token tiles: two row groups share a block's x reads
         mt = 1 if M <= 8 else 2 if M <= 16 else 4
-        rw = (2 if mt == 4 else 1) if rw is None else check_choice(rw, 'rw', (1, 2))
+        rw = 2 if mt == 4 else 1
         tiles, units, warps = -(-(lay.N // lay.P) // (8 * rw)), (lay.K // lay.g) * (lay.g // 64), 8
     gy = -(-M // (8 * mt))
     # split K over blocks only when rows are few, to about 2 blocks per SM (rounded down: no tail wave)
@@ -570,9 +569,7 @@ def dequantize(self:HQQPlan,
     row_scale:Tensor=None, # optional fp32 [N]: row o times row_scale[o], rounded once more to `dtype`
 )->Tensor:                 # W [N, K], bit-exact with `dequantize_packed` (times row_scale)
     "The dense weight, one kernel pass over the packed codes (PyTorch where the kernel does not apply)."
-    if row_scale is not None:   # the kernel reads N float32 values
-        if tuple(row_scale.shape) != (self.layout.N,): raise ValueError(f"row_scale has shape {tuple(row_scale.shape)}; expected ({self.layout.N},)")
-        row_scale = row_scale.float().contiguous()
+    if row_scale is not None: row_scale = check_row_scale(row_scale, self.layout.N)   # the kernel reads float32
     key = (dtype, scale.dtype, zero.dtype)
     run = self._deq.get(key)
     if run is None:
@@ -1187,6 +1184,7 @@ def dequantize(self:MixedBitPlan,
     row_scale:Tensor=None, # optional fp32 [N]: row o times row_scale[o], rounded once more to `dtype`
 )->Tensor:                 # W [N, K] in the original channel order, bit-exact with MixedBitLinear._dequantize
     "The dense weight, one kernel pass (PyTorch where the kernel does not apply, e.g. meta not fp16)."
+    if row_scale is not None: row_scale = check_row_scale(row_scale, self.layout.N)   # the kernel reads float32
     key = (dtype, row_scale is not None, scale.dtype, zero.dtype)
     run = self._deq.get(key)
     if run is None:
@@ -1253,7 +1251,7 @@ def kernel_instances()->list:
                                     weights_per_iter=(8 if nb == 3 else 16) * pack_factor(nb), loop=False))
     for nb in (4, 2):
         for xd in ACT_DTYPES:
-            for mt, rw in ((1, 1), (2, 1), (4, 2), (4, 1)):     # (4, 1): the one-row-group variant, for an A/B
+            for mt, rw in ((1, 1), (2, 1), (4, 2)):             # the row groups `mm_config` takes at each MT
                 for md in (xd, torch.float32):
                     for at in (False, True):
                         out.append(dict(file='mm', name=mm_name('aligned', nb, xd, mt, md, at, rw), kind='aligned', nbits=nb,
