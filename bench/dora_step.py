@@ -278,7 +278,8 @@ def gpu(a):
                   'peft DoRA (dense)': peft_model(lin, 16, True, dtype=dt, device=dev),
                   'peft DoRA on hqq 4-bit': peft_model(lin, 16, True, 4, dtype=dt, device=dev),
                   'ours 4-bit': ours(lin, 16, 4).to(dev), 'ours 3-bit': ours(lin, 16, 3).to(dev),
-                  'ours 4-bit, recompute=False': ours(lin, 16, 4, recompute=False).to(dev)}
+                  'ours 4-bit, recompute=False': ours(lin, 16, 4, recompute=False).to(dev),
+                  'ours 3-bit, recompute=False': ours(lin, 16, 3, recompute=False).to(dev)}
         for m in models.values():
             for p in m.parameters():
                 if p.requires_grad: p.data.normal_(0, 0.01)
@@ -307,7 +308,7 @@ def gpu(a):
             host = {k: host_ms(lambda m=m: step(m), a.dry_run) for k, m in models.items()}
         med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
         if not a.dry_run and not a.graphs and M == shapes[0][2]:
-            for k in ('dense LoRA (peft)', 'ours 4-bit'):
+            for k in ('dense LoRA (peft), bf16 adapters', 'ours 4-bit, recompute=False'):
                 try: profile_step(step, models[k], f'{k} {N}x{K} M={M}')
                 except Exception as e: print(f'profile of {k} failed: {type(e).__name__}: {e}')
         for k in models:
@@ -346,8 +347,8 @@ def main(argv=None):
            "overhead), each repetition the median of 5 x 20 replays per model; medians of the repetitions" if a.graphs else "each repetition one `triton.testing.do_bench` median per model (as ANCHORS.md was "
              "measured: L2 flushed before each call, no sync between calls); medians of the repetitions, ratios of the medians; "
              "'host (ms)': the CPU's time to launch one step while the GPU is held busy ahead of it (median of 15; a step whose "
-             "host time exceeds its device time is bound by the host; under it the recompute=False row takes its exact branch, "
-             "its min |c| copy not having landed)")
+             "host time exceeds its device time is bound by the host); 'extra peak (MiB)': the most memory allocated during one step "
+             "above what was allocated before it (the returned output and the input's gradient included)")
     md = (f"# QDoRA training step beside the anchors ({a.device}{', CUDA graphs' if a.graphs else ''}{', dry run' if a.dry_run else ''})\n\n"
           f"`python bench/dora_step.py {a.device}{' --graphs' if a.graphs else ''}` on {dev}; {a.reps} interleaved repetitions; "
           + how + f"; {time.time() - t0:.0f} s in all.\n\n"

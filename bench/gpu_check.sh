@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/gpu_check.sh OUTDIR: issue 11's one GPU check, under 8 minutes on one H100 (220 s on 2026-11-27, before stage 5,
+# bench/gpu_check.sh OUTDIR: the one GPU check of issues 11 and 12, under 8 minutes on one H100 (220 s on 2026-11-27, before stage 5,
 # the extra training-step rows and host times, the split-K sweep and the kernels' A/B were added: expect about 400 s; the
 # stages run in order of value, so a short deadline cuts ncu first). Run from anywhere.
 #
@@ -16,6 +16,8 @@
 #      mixed-bit dequantize);
 #   5. Nsight Compute (ncu) over the kernels that miss their targets (bench/profile_kernels.py), into the log.
 #
+# QL_SAVE_NBS=REGEX writes the outputs of each passing chapter whose path matches back (nbdev-test --save) and copies
+# it to OUTDIR/saved_*.ipynb (a run returns at most 8 files: name few).
 # QL_GPU_CHECK_SKIP=REGEX skips the stages whose names match (a rerun after a fix, e.g. QL_GPU_CHECK_SKIP='dora_step').
 # Each stage has a time limit and a share of a global deadline; a failed or timed-out stage is recorded and the
 # next one still runs. OUTDIR/summary.md is rewritten after every stage; all output goes to OUTDIR/gpu_check.log.
@@ -35,7 +37,7 @@ rows=()
 
 write_summary() {
   {
-    echo "# GPU check (issue 11)"
+    echo "# GPU check (issues 11 and 12)"
     echo
     echo "Host: $(hostname); started $(date -u -d @$(( $(date +%s) - SECONDS + t_start )) '+%Y-%m-%d %H:%M:%S UTC' 2>/dev/null); elapsed $((SECONDS - t_start)) s of ${deadline} s."
     echo
@@ -99,7 +101,11 @@ sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sani
 # ---- 2. tests, in parallel (correctness only: timings come later, alone) ----
 nbtest() {  # one chapter's cuda cells, its own log, a PASS/FAIL line
   local nb=$1 l="$out/.nb_$(basename "$1").log"
-  if nbdev-test "$nb" --flags cuda --do-print >"$l" 2>&1; then echo "PASS $nb"; else echo "FAIL $nb"; tail -40 "$l"; fi
+  local save=; [ -n "${QL_SAVE_NBS:-}" ] && [[ "$nb" =~ $QL_SAVE_NBS ]] && save=--save
+  if nbdev-test "$nb" --flags cuda --do-print $save >"$l" 2>&1; then
+    echo "PASS $nb"
+    [ -n "${QL_SAVE_NBS:-}" ] && [[ "$nb" =~ $QL_SAVE_NBS ]] && cp "$nb" "$out/saved_$(basename "$nb")"   # the run's outputs come back
+  else echo "FAIL $nb"; tail -40 "$l"; fi
 }
 tests() {
   local pids=() f
@@ -139,7 +145,7 @@ stage "benchmark bench/dora_step.py gpu --graphs (device time of each step)" 80 
 if [ -n "$sanitizer" ]; then
   export PYTORCH_NO_CUDA_MEMORY_CACHING=1   # one allocation per tensor, so memcheck sees out-of-bounds accesses
   stage "compute-sanitizer memcheck (every variant)" 110 "$sanitizer" --tool memcheck --error-exitcode 9 python3 bench/sanitize_kernels.py
-  stage "compute-sanitizer racecheck (shared-memory kernels)" 70 "$sanitizer" --tool racecheck --error-exitcode 9 python3 bench/sanitize_kernels.py --only matmul,mb_dequantize,mb_matmul --quick
+  stage "compute-sanitizer racecheck (shared-memory kernels)" 70 "$sanitizer" --tool racecheck --error-exitcode 9 python3 bench/sanitize_kernels.py --only matmul,mb_dequantize,mb_matmul,column_dots --quick
   unset PYTORCH_NO_CUDA_MEMORY_CACHING
 else
   rows+=("| compute-sanitizer | skipped (not found) | 0 |")

@@ -1,7 +1,7 @@
-"""bench/sanitize_kernels.py: launch every kernel variant an `HQQPlan` or a `MixedBitPlan` can pick, on small shapes, and check each.
+"""bench/sanitize_kernels.py: launch every kernel variant an `HQQPlan` or a `MixedBitPlan` can pick (and DoRA's column dots), on small shapes, and check each.
 
 Made to run under compute-sanitizer (bench/gpu_check.sh does: memcheck over everything, racecheck over the
-matmuls and the mixed-bit kernels, the ones with shared memory), and useful alone: every dequantize must be
+matmuls, the mixed-bit kernels and the column dots, the ones with shared memory), and useful alone: every dequantize must be
 bit-exact with `qdora_lab.quant.dequantize_packed` (mixed-bit: `MixedBitLinear._dequantize`) times row_scale,
 every fused matmul within 2^-7 (bf16) / 2^-9 (fp16) of the largest |y| of the fp32 reference. Outputs are
 poisoned (NaN) before each launch, so an unwritten element fails. Closes with 'N passed, N failed'.
@@ -46,6 +46,10 @@ def cases(quick=False, only=None):
             for M in (1, 8):
                 out.append(('mb_matmul', N, g, counts, dt, dt == f16, M))
     out.append(('mb_dequantize', 32, 8, (2, 1, 3, 4, 5, 3), bf16, False, True))    # g = 8: many groups, no fused matmul
+    # the DoRA backward's reduction (chapter 12): (kind, M, N, dtype, bias); a partial last column block, one row, many rows
+    for M, N in ((1, 2), (37, 130), (600, 256)):
+        for dt in (bf16, f16, f32):
+            out.append(('column_dots', M, N, dt, M != 1))
     kinds = None if only is None else set(only.split(','))
     out = [c for c in out if kinds is None or c[0] in kinds]
     return out[::4] if quick else out
@@ -92,8 +96,24 @@ def run_mb_case(c, dev):
     return f"{repr(plan)} M={extra} err {err / float(ref.abs().max()):.1e}"
 
 
+def run_column_dots_case(c, dev):
+    from qdora_lab.dora import cuda_column_dots
+    _, M, N, dt, with_bias = c
+    g, y = torch.randn(M, N, device=dev, dtype=dt), torch.randn(M, N, device=dev, dtype=dt)
+    bias = torch.randn(N, device=dev, dtype=dt) if with_bias else None
+    yb = y.double() - (0 if bias is None else bias.double())
+    ref, scale = (g.double() * yb).sum(0), (g.double().abs() * yb.abs()).sum(0).max()
+    if dev == 'cpu': return 'reference only'
+    dots, sums = cuda_column_dots(g, y, bias)
+    torch.cuda.synchronize()
+    err = float(max((dots.double() - ref).abs().max() / scale, (sums.double() - g.double().sum(0)).abs().max() / g.double().abs().sum(0).max()))
+    if not err <= 1e-4: raise AssertionError(f"relative error {err:.3g} > 1e-4")
+    return f"err {err:.1e}"
+
+
 def run_case(c, dev):
     if c[0].startswith('mb_'): return run_mb_case(c, dev)
+    if c[0] == 'column_dots': return run_column_dots_case(c, dev)
     from qdora_lab.quant import quantize, dequantize_packed
     from qdora_lab.cuda import HQQPlan, plan_layout
     kind, nb, ax, N, K, g, dt, md, extra = c
@@ -129,7 +149,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--dry-run', action='store_true', help='CPU: build the cases and run the reference paths only')
     ap.add_argument('--quick', action='store_true', help='every fourth case')
-    ap.add_argument('--only', default=None, help="kinds, comma-separated: dequantize, matmul, mb_dequantize, mb_matmul")
+    ap.add_argument('--only', default=None, help="kinds, comma-separated: dequantize, matmul, mb_dequantize, mb_matmul, column_dots")
     a = ap.parse_args(argv)
     dev = 'cpu' if a.dry_run else 'cuda'
     if dev == 'cuda' and not torch.cuda.is_available(): sys.exit("needs a CUDA device (or --dry-run)")
@@ -138,8 +158,9 @@ def main(argv=None):
     for c in cases(a.quick, a.only):
         try:
             msg = run_case(c, dev); passed += 1
-            what = (f"{c[1]} rows g{c[2]} groups {c[3]} {c[4]} scaled_zero={c[5]}" if c[0].startswith('mb_')
-                    else f"{c[1]}-bit axis={c[2]} {c[3]}x{c[4]} g{c[5]} {c[6]} meta {c[7]}")
+            what = (f"{c[1]} rows g{c[2]} groups {c[3]} {c[4]} scaled_zero={c[5]}" if c[0].startswith('mb_') else
+                    f"{c[1]}x{c[2]} {c[3]} bias={c[4]}" if c[0] == 'column_dots' else
+                    f"{c[1]}-bit axis={c[2]} {c[3]}x{c[4]} g{c[5]} {c[6]} meta {c[7]}")
             print(f"ok   {c[0]} {what}: {msg}", flush=True)
         except Exception:
             failed += 1
