@@ -18,6 +18,7 @@
 #
 # QL_SAVE_NBS=REGEX writes the outputs of each passing chapter whose path matches back (nbdev-test --save) and copies
 # it to OUTDIR/saved_*.ipynb (a run returns at most 8 files: name few).
+# QL_GPU_CHECK_NBS=REGEX tests only the chapters whose paths match.
 # QL_GPU_CHECK_SKIP=REGEX skips the stages whose names match (a rerun after a fix, e.g. QL_GPU_CHECK_SKIP='dora_step').
 # Each stage has a time limit and a share of a global deadline; a failed or timed-out stage is recorded and the
 # next one still runs. OUTDIR/summary.md is rewritten after every stage; all output goes to OUTDIR/gpu_check.log.
@@ -110,6 +111,7 @@ nbtest() {  # one chapter's cuda cells, its own log, a PASS/FAIL line
 tests() {
   local pids=() f
   for f in nbs/05_kernels.ipynb nbs/08_linear.ipynb nbs/09_mixedbit.ipynb nbs/10_tinygemm.ipynb nbs/12_dora.ipynb; do
+    if [ -n "${QL_GPU_CHECK_NBS:-}" ] && ! [[ "$f" =~ $QL_GPU_CHECK_NBS ]]; then continue; fi   # a rerun of some chapters only
     if [ -f "$f" ]; then nbtest "$f" >"$out/.res_$(basename "$f")" 2>&1 & pids+=($!); fi
   done
   python3 bench/sanitize_kernels.py >"$out/.sanitize_plain.log" 2>&1 & local sp=$!
@@ -145,7 +147,7 @@ stage "benchmark bench/dora_step.py gpu --graphs (device time of each step)" 80 
 if [ -n "$sanitizer" ]; then
   export PYTORCH_NO_CUDA_MEMORY_CACHING=1   # one allocation per tensor, so memcheck sees out-of-bounds accesses
   stage "compute-sanitizer memcheck (every variant)" 110 "$sanitizer" --tool memcheck --error-exitcode 9 python3 bench/sanitize_kernels.py
-  stage "compute-sanitizer racecheck (shared-memory kernels)" 70 "$sanitizer" --tool racecheck --error-exitcode 9 python3 bench/sanitize_kernels.py --only matmul,mb_dequantize,mb_matmul,column_dots --quick
+  stage "compute-sanitizer racecheck (shared-memory kernels)" 70 "$sanitizer" --tool racecheck --error-exitcode 9 python3 bench/sanitize_kernels.py --only matmul,mb_dequantize,mb_matmul,column_dots,dora_scale --quick
   unset PYTORCH_NO_CUDA_MEMORY_CACHING
 else
   rows+=("| compute-sanitizer | skipped (not found) | 0 |")

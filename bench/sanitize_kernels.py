@@ -1,4 +1,4 @@
-"""bench/sanitize_kernels.py: launch every kernel variant an `HQQPlan` or a `MixedBitPlan` can pick (and DoRA's column dots), on small shapes, and check each.
+"""bench/sanitize_kernels.py: launch every kernel variant an `HQQPlan` or a `MixedBitPlan` can pick (and DoRA's kernels), on small shapes, and check each.
 
 Made to run under compute-sanitizer (bench/gpu_check.sh does: memcheck over everything, racecheck over the
 matmuls, the mixed-bit kernels and the column dots, the ones with shared memory), and useful alone: every dequantize must be
@@ -50,6 +50,11 @@ def cases(quick=False, only=None):
     for M, N in ((1, 2), (37, 130), (600, 256)):
         for dt in (bf16, f16, f32):
             out.append(('column_dots', M, N, dt, M != 1))
+            out.append(('dora_mgrad', M, N, dt, M != 1))
+    for out_, r in ((5, 3), (300, 16), (257, 64)):          # the forward's row factors: a partial block, the largest r
+        for dt in (bf16, f16, f32):
+            out.append(('dora_scale', out_, r, dt, True))
+            out.append(('dora_scale', out_, r, dt, False))
     kinds = None if only is None else set(only.split(','))
     out = [c for c in out if kinds is None or c[0] in kinds]
     return out[::4] if quick else out
@@ -111,9 +116,42 @@ def run_column_dots_case(c, dev):
     return f"err {err:.1e}"
 
 
+def run_dora_case(c, dev):
+    "ql_dora_scale against the PyTorch path (`row_norm`, `_device_scale`, the roundings); ql_dora_mgrad against float64."
+    from qdora_lab.dora import cuda_row_factors, cuda_magnitude_grad, row_norm, _device_scale
+    kind, a, b, dt, flag = c
+    if kind == 'dora_mgrad':
+        M, N = a, b
+        g, y = torch.randn(M, N, device=dev, dtype=dt), torch.randn(M, N, device=dev, dtype=dt)
+        cc, n = torch.rand(N, device=dev) + 0.5, torch.rand(N, device=dev) + 0.5
+        ref = (g.double() * y.double()).sum(0) / (cc.double() * n.double())
+        if dev == 'cpu': return 'reference only'
+        gm, gs = cuda_magnitude_grad(g, y, None, cc, n, dt, flag)
+        torch.cuda.synchronize()
+        err = float((gm.double() - ref).norm() / ref.norm())
+        if flag: err = max(err, float((gs.double() - g.double().sum(0)).norm() / g.double().sum(0).norm()))
+        if not err <= (4e-3 if dt != f32 else 1e-5): raise AssertionError(f"relative error {err:.3g}")
+        return f"err {err:.1e}"
+    out_, r = a, b
+    W = torch.randn(out_, 128, device=dev) / 12           # (AW and w_sq from one W: made-up ones can put n at its floor and
+    A, B = (torch.randn(r, 128, device=dev) / 16).to(dt), (torch.randn(out_, r, device=dev) / 4).to(dt)   # c past float16's range)
+    m, w_sq, AW = (torch.rand(out_, device=dev) + 0.5).to(dt), W.pow(2).sum(1), (A.float() @ W.T).to(dt)
+    m[0] = 0
+    n = row_norm(w_sq, AW.T, A, B, 0.7)
+    cc = _device_scale(m, n, dt); cx = cc.to(dt)
+    ref = (n, cc, cx, cx * 0.7, B * cx[:, None])
+    if dev == 'cpu': return 'reference only'
+    got = cuda_row_factors(w_sq, AW if flag else None, A, B, m, None if flag else n, 0.7, dt)
+    torch.cuda.synchronize()
+    errs = [float((x.double() - y.double()).norm() / y.double().norm()) for x, y in zip(got, ref)]
+    if not (errs[0] < 1e-5 and errs[1] < 1e-5 and max(errs[2:]) < 4e-3): raise AssertionError(f"relative errors {errs}")
+    return f"errs {max(errs):.1e}"
+
+
 def run_case(c, dev):
     if c[0].startswith('mb_'): return run_mb_case(c, dev)
     if c[0] == 'column_dots': return run_column_dots_case(c, dev)
+    if c[0].startswith('dora_'): return run_dora_case(c, dev)
     from qdora_lab.quant import quantize, dequantize_packed
     from qdora_lab.cuda import HQQPlan, plan_layout
     kind, nb, ax, N, K, g, dt, md, extra = c
@@ -149,7 +187,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--dry-run', action='store_true', help='CPU: build the cases and run the reference paths only')
     ap.add_argument('--quick', action='store_true', help='every fourth case')
-    ap.add_argument('--only', default=None, help="kinds, comma-separated: dequantize, matmul, mb_dequantize, mb_matmul, column_dots")
+    ap.add_argument('--only', default=None, help="kinds, comma-separated: dequantize, matmul, mb_dequantize, mb_matmul, column_dots, dora_mgrad, dora_scale")
     a = ap.parse_args(argv)
     dev = 'cpu' if a.dry_run else 'cuda'
     if dev == 'cuda' and not torch.cuda.is_available(): sys.exit("needs a CUDA device (or --dry-run)")
@@ -160,6 +198,7 @@ def main(argv=None):
             msg = run_case(c, dev); passed += 1
             what = (f"{c[1]} rows g{c[2]} groups {c[3]} {c[4]} scaled_zero={c[5]}" if c[0].startswith('mb_') else
                     f"{c[1]}x{c[2]} {c[3]} bias={c[4]}" if c[0] == 'column_dots' else
+                    f"{c[1]}x{c[2]} {c[3]} flag={c[4]}" if c[0].startswith('dora_') else
                     f"{c[1]}-bit axis={c[2]} {c[3]}x{c[4]} g{c[5]} {c[6]} meta {c[7]}")
             print(f"ok   {c[0]} {what}: {msg}", flush=True)
         except Exception:
