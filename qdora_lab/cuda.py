@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['CTYPES', 'ACT_DTYPES', 'MAX_M', 'MB_MAX_M', 'MB_DEQ_SMEM', 'MB_KC', 'MB_STAGES', 'MB_SLOT', 'kernels_available',
-           'kernel_source', 'source_digest', 'get_kernel', 'launch', 'ptr', 'PlanLayout', 'plan_layout',
-           'dequantize_reason', 'mm_kind', 'dequantize_name', 'mm_name', 'kernel_row_scale', 'emulate_dequantize',
-           'store_sectors', 'prmt', 'halves', 'mma_a_index', 'mma_b_index', 'mma_c_index', 'frag_matrix', 'check_kappa',
-           'MMConfig', 'mm_config', 'emulate_mm_aligned', 'mm3_walk', 'emulate_mm_3bit', 'check_packed', 'HQQPlan',
-           'MBWidth', 'MBLayout', 'mb_layout', 'mb_check_planes', 'mb_dequantize_reason', 'mb_mm_reason',
-           'mb_dequantize_name', 'mb_mm_name', 'mb_columns', 'mb_info', 'emulate_mb_dequantize', 'MBLaunch',
-           'mb_mm_config', 'mb_x_columns', 'mb_slot', 'ldsm_x2_trans', 'mb_pos', 'mb_chunk_a', 'emulate_mb_mm',
-           'MixedBitPlan', 'kernel_params', 'kernel_instances']
+           'kernel_source', 'source_digest', 'get_kernel', 'launch', 'sm_count', 'cpp_bool', 'ptr', 'PlanLayout',
+           'plan_layout', 'dequantize_reason', 'mm_kind', 'dequantize_name', 'mm_name', 'kernel_row_scale',
+           'emulate_dequantize', 'store_sectors', 'prmt', 'halves', 'mma_a_index', 'mma_b_index', 'mma_c_index',
+           'frag_matrix', 'check_kappa', 'MMConfig', 'mm_config', 'emulate_mm_aligned', 'mm3_walk', 'emulate_mm_3bit',
+           'check_packed', 'HQQPlan', 'MBWidth', 'MBLayout', 'mb_layout', 'mb_check_planes', 'mb_dequantize_reason',
+           'mb_mm_reason', 'mb_dequantize_name', 'mb_mm_name', 'mb_columns', 'mb_info', 'emulate_mb_dequantize',
+           'MBLaunch', 'mb_mm_config', 'mb_x_columns', 'mb_slot', 'ldsm_x2_trans', 'mb_pos', 'mb_chunk_a',
+           'emulate_mb_mm', 'MixedBitPlan', 'kernel_params', 'kernel_instances']
 
 # %% ../nbs/05_kernels.ipynb #002imports
 import functools, hashlib, re, warnings
@@ -100,6 +100,15 @@ def launch(
     with cp.cuda.Device(device), st:
         kernel(grid, block, args, shared_mem=shared_mem)
 
+@functools.lru_cache(maxsize=None)
+def sm_count(index:int)->int:
+    "Multiprocessors of CUDA device `index` (read once per process): what the launch configurations split work over."
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+def cpp_bool(b:bool)->str:
+    "`b` as a C++ template argument."
+    return 'true' if b else 'false'
+
 def ptr(t:Tensor)->np.uint64:
     "Device pointer of `t` as a fixed-width kernel argument."
     return np.uint64(t.data_ptr())
@@ -166,7 +175,7 @@ def dequantize_name(nbits:int, axis:int, out:torch.dtype, meta:torch.dtype)->str
 def mm_name(kind:str, nbits:int, x:torch.dtype, mt:int, meta:torch.dtype, atomic:bool=True, rw:int=1)->str:
     "The `ql_mm_aligned` / `ql_mm_3bit` template instance for these types (rw: row groups of 8 slots per block)."
     if kind == '3bit': return f"ql_mm_3bit<{CTYPES[x]}, {mt}, {CTYPES[meta]}>"
-    return f"ql_mm_aligned<{nbits}, {CTYPES[x]}, {mt}, {CTYPES[meta]}, {'true' if atomic else 'false'}, {rw}>"
+    return f"ql_mm_aligned<{nbits}, {CTYPES[x]}, {mt}, {CTYPES[meta]}, {cpp_bool(atomic)}, {rw}>"
 
 # %% ../nbs/05_kernels.ipynb #031emudeq
 def _promote(a:torch.dtype, b:torch.dtype)->torch.dtype:
@@ -524,7 +533,7 @@ class HQQPlan:
             raise RuntimeError("an HQQPlan needs CuPy and a CUDA device: pip install cupy-cuda12x (or cupy-cuda13x)")
         self.W_q, self.nbits = W_q, nbits
         self.device = W_q.device.index if W_q.device.index is not None else torch.cuda.current_device()
-        self.sms = torch.cuda.get_device_properties(self.device).multi_processor_count
+        self.sms = sm_count(self.device)
         self.deq_reason, self.mm = dequantize_reason(lay), mm_kind(lay)
         if W_q.data_ptr() % 16:  # a view at an odd offset: 128-bit loads would fault
             self.deq_reason = self.mm = "W_q's data is not 16-byte aligned (pass W_q.clone())"
@@ -1096,7 +1105,7 @@ class MixedBitPlan:
         xc = mb_x_columns(lay).to(dev)                                # x as the matmul kernels read it (K: a zero)
         self.xindex = torch.where(xc < 0, lay.K, self.perm[xc.clamp(min=0)])
         self.device = dev.index if dev.index is not None else torch.cuda.current_device()
-        self.sms = torch.cuda.get_device_properties(self.device).multi_processor_count
+        self.sms = sm_count(self.device)
         self.deq_reason, self.mm_reason = mb_dequantize_reason(lay), mb_mm_reason(lay)
         if any(t.data_ptr() % 16 for t in planes):
             self.deq_reason = self.mm_reason = "a plane's data is not 16-byte aligned (pass clones)"

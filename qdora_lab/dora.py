@@ -17,7 +17,7 @@ from torch.autograd.function import once_differentiable
 from .core import check_int, check_tensor, cpu_scratch
 from .layer import QuantizedLinear, DenseLinear, KERNEL_MAX_M, is_plain_linear
 from .cpu import column_dots
-from .cuda import CTYPES, get_kernel, launch, ptr, kernels_available as gpu_kernels_available
+from .cuda import CTYPES, get_kernel, launch, ptr, sm_count, cpp_bool, kernels_available as gpu_kernels_available
 
 # %% ../nbs/12_dora.ipynb #8da879e9
 def as_base(
@@ -189,8 +189,8 @@ class DoRAFunction(torch.autograd.Function):
         nd = n.dtype
         fused = _fused(base, g)                        # small M: kernels, no dense W (the only [M, out] pass is tiny)
         exact = fused and (ctx.recompute or ctx.dev)   # P recomputed as x W^T by the kernel: no division by m, no guard
-        dev = c is not None                            # GPU, large M: the forward's float32 c (m is read as c n), c B, s c
-        if not dev: c = m / n                          # [out] in the norm dtype: the rebuilt W's row scale, the guard's test
+        folded = c is not None                         # GPU, large M: the forward's float32 c (m is read as c n), c B, s c
+        if not folded: c = m / n                          # [out] in the norm dtype: the rebuilt W's row scale, the guard's test
         if cg.dtype != g.dtype: cg = cg.to(g.dtype)    # (autograd hands g in y's dtype, which is x's)
         if fused:
             if nx: gc = g * cg; gx = base.matmul_t(gc)
@@ -200,7 +200,7 @@ class DoRAFunction(torch.autograd.Function):
             if nm and ctx.recompute: xW = x @ W.T
             del W
         if nx or nA:
-            gcB = g @ (Bc if dev else B * cg[:, None]) if gc is None else gc @ B   # [M, r] = g (c B) = (g c) B
+            gcB = g @ (Bc if folded else B * cg[:, None]) if gc is None else gc @ B   # [M, r] = g (c B) = (g c) B
             if nx:
                 if mask is None: gx.addmm_(gcB, A, alpha=s)
                 else: gx.add_((gcB @ A).mul_(mask).mul_(s/(1-p)))
@@ -208,14 +208,14 @@ class DoRAFunction(torch.autograd.Function):
                 xd = x if mask is None else x * mask * (1/(1-p))
                 gA = torch.addmm(A, gcB.T, xd, beta=0, alpha=s)   # s (g c B)^T x_d (beta=0: A only lends its shape)
         if nB or (nm and (ctx.recompute or exact)): G = g.T @ u   # [out, r]
-        if nB: gB = G * (scx if dev else s * cg)[:, None]
+        if nB: gB = G * (scx if folded else s * cg)[:, None]
         if nm:
             if exact:                                  # P = x W^T + s u B^T recomputed exactly: no division, no guard
                 gm = _column_dots(g, base.matmul(x), None, nd)[0].add_(_row_dots(B, G, nd), alpha=s).div_(n)
             else:                                      # sum_M g P / n = sum_M g (c P) / m, c P from x (c W)^T or y - b
                 if xW is not None:
-                    gm = _column_dots(g, xW, None, nd)[0].div_(c * n if dev else m).add_(_row_dots(B, G, nd).div_(n), alpha=s)
-                elif dev: gm, gsum = _magnitude_grad_from_output(g, y, bias, c, n, m.dtype, nb and ctx.has_bias)
+                    gm = _column_dots(g, xW, None, nd)[0].div_(c * n if folded else m).add_(_row_dots(B, G, nd).div_(n), alpha=s)
+                elif folded: gm, gsum = _magnitude_grad_from_output(g, y, bias, c, n, m.dtype, nb and ctx.has_bias)
                 else:
                     gm, gsum = _column_dots(g, y, bias, nd)
                     gm = gm.div_(m)
@@ -235,14 +235,9 @@ ROW_THREADS = 256            # threads per block of `ql_dora_scale` and `ql_dora
 MAX_KERNEL_RANK = 64         # largest r `ql_dora_scale` takes (A A^T in shared memory)
 
 @functools.lru_cache(maxsize=None)
-def _sm_count(index:int)->int: return torch.cuda.get_device_properties(index).multi_processor_count
-
-@functools.lru_cache(maxsize=None)
 def _dora_kernel(name:str):
     "The compiled instance `name` of kernels/dora.cu (looked up once per process: `get_kernel` reads and hashes the source)."
     return get_kernel('dora', name)
-
-def _flag(b:bool)->str: return 'true' if b else 'false'
 
 def _pair_aligned(t:Tensor)->bool:
     "True when `t`'s rows are unit-stride with an even row stride and its data two-element aligned: the kernel's pair loads."
@@ -256,11 +251,11 @@ def _column_dots_partials(g:Tensor, y:Tensor, bias:Tensor|None)->tuple|None:
     if bias is not None and (bias.dtype != g.dtype or tuple(bias.shape) != (g.shape[1],) or not _pair_aligned(bias)): return None
     (M, N), (tx, ty) = g.shape, COLUMN_DOTS_BLOCK
     bx = -(-N // (2 * tx))                                       # column blocks
-    S = max(1, min(-(-M // (8 * ty)), -(-8 * _sm_count(g.device.index) // bx)))   # row blocks: ~8 blocks per SM, >= 8 rows per thread
+    S = max(1, min(-(-M // (8 * ty)), -(-8 * sm_count(g.device.index) // bx)))   # row blocks: ~8 blocks per SM, >= 8 rows per thread
     part = torch.empty(2 * S, N, dtype=torch.float32, device=g.device)
     args = (ptr(g), ptr(y), ptr(g if bias is None else bias), ptr(part), np.int32(M), np.int32(N),
             np.int64(g.stride(0)), np.int64(y.stride(0)))
-    launch(_dora_kernel(f'ql_column_dots<{CTYPES[g.dtype]}, {_flag(bias is not None)}>'), (bx, S, 1), (tx, ty, 1), args, g.device.index)
+    launch(_dora_kernel(f'ql_column_dots<{CTYPES[g.dtype]}, {cpp_bool(bias is not None)}>'), (bx, S, 1), (tx, ty, 1), args, g.device.index)
     return part, S
 
 def cuda_column_dots(
@@ -288,7 +283,7 @@ def cuda_magnitude_grad(
     gm = torch.empty(N, dtype=m_dtype, device=g.device)
     gsum = torch.empty(N, dtype=torch.float32, device=g.device) if want_sum else None
     args = (ptr(part), ptr(c), ptr(n), ptr(gm), ptr(gm if gsum is None else gsum), np.int32(S), np.int32(N))
-    launch(_dora_kernel(f'ql_dora_mgrad<{CTYPES[m_dtype]}, {_flag(want_sum)}>'), (-(-N // ROW_THREADS), 1, 1),
+    launch(_dora_kernel(f'ql_dora_mgrad<{CTYPES[m_dtype]}, {cpp_bool(want_sum)}>'), (-(-N // ROW_THREADS), 1, 1),
            (ROW_THREADS, 1, 1), args, g.device.index)
     return gm, gsum
 
@@ -314,7 +309,7 @@ def cuda_row_factors(
     cx, scx, Bc = torch.empty(out, dtype=dtype, device=dev), torch.empty(out, dtype=dtype, device=dev), torch.empty(out, r, dtype=dtype, device=dev)
     args = (ptr(AW if norm else B), ptr(B), ptr(AAt if norm else c), ptr(w_sq), ptr(m), ptr(n), ptr(c), ptr(cx), ptr(scx),
             ptr(Bc), np.int32(out), np.int32(r), np.float32(s), np.float32(NORM_EPS), np.float32(math.sqrt(torch.finfo(dtype).tiny)))
-    launch(_dora_kernel(f'ql_dora_scale<{CTYPES[dtype]}, {_flag(norm)}>'), (-(-out // ROW_THREADS), 1, 1), (ROW_THREADS, 1, 1),
+    launch(_dora_kernel(f'ql_dora_scale<{CTYPES[dtype]}, {cpp_bool(norm)}>'), (-(-out // ROW_THREADS), 1, 1), (ROW_THREADS, 1, 1),
            args, dev.index, shared_mem=4 * r * r if norm else 0)
     return n, c, cx, scx, Bc
 
